@@ -1,0 +1,356 @@
+//! Redaction of secrets before anything is stored or logged (DESIGN §7).
+//!
+//! Any value that looks like a secret is replaced by `fp:` + the first 16 bytes (32 hex
+//! digits) of HMAC-SHA256 under the installation's fingerprint key. The fingerprint is
+//! deterministic, so the same leaked token seen in two events still links them, but it cannot
+//! be reversed or checked against a guess without the key. Two detectors run:
+//! - by shape, anywhere in any string: JWTs, GitHub/GitLab/Slack/OpenAI/Google/npm/Vault
+//!   tokens, PEM private keys, AWS secret access keys and session tokens, long high-entropy
+//!   base64 runs, and the password in a `scheme://user:password@host` URL;
+//! - by name, below the top level: the value of a field whose name says it holds a secret
+//!   (`password`, `client_secret`, `token`, `secretAccessKey`, `authorization`, ...).
+//!   The top level is exempt because the event format's own fields (`secret` in a
+//!   `secret_access` is a path, not a secret) are known.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use hmac::{Hmac, Mac};
+use regex::Regex;
+use serde_json::Value;
+use sha2::Sha256;
+
+/// The prefix of every fingerprint.
+pub const FINGERPRINT_PREFIX: &str = "fp:";
+
+/// Replaces secrets by keyed fingerprints.
+#[derive(Clone)]
+pub struct Redactor {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Redactor { key: <hidden> }")
+    }
+}
+
+fn shape_regex() -> Option<&'static Regex> {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(concat!(
+            // PEM private keys, whole block (or up to the end of the text).
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\z)",
+            // JWT / JWS / JWE compact form.
+            r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_.-]*",
+            // GitHub tokens (classic and fine-grained), GitLab, Slack, OpenAI/Stripe, Google, npm.
+            r"|\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}",
+            r"|\bgithub_pat_[A-Za-z0-9_]{20,}",
+            r"|\bglpat-[A-Za-z0-9_-]{20,}",
+            r"|\bxox[abposr]-[A-Za-z0-9-]{10,}",
+            r"|\b(?:sk|rk)[-_](?:live_|test_|proj-)?[A-Za-z0-9_-]{20,}",
+            r"|\bAIza[0-9A-Za-z_-]{35}",
+            r"|\bnpm_[A-Za-z0-9]{36}",
+            // HashiCorp Vault service, batch and recovery tokens.
+            r"|\bhv[sbr]\.[A-Za-z0-9_-]{20,}",
+            // Runs of base64 characters: AWS secret keys, session tokens, other blobs.
+            r"|[A-Za-z0-9/+]{32,}={0,2}",
+        ))
+        .ok()
+    })
+    .as_ref()
+}
+
+fn url_password_regex() -> Option<&'static Regex> {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"://[^/\s:@]+:([^/\s@]+)@").ok())
+        .as_ref()
+}
+
+/// Whether a run of base64 characters found by the shape regex is a secret: an AWS secret
+/// access key (40 characters, mixed case and digits), or a long high-entropy blob (64+
+/// characters, mixed case and digits, few slashes so that it is not a path).
+fn base64_run_is_secret(run: &str) -> bool {
+    let body = run.trim_end_matches('=');
+    let has_upper = body.bytes().any(|b| b.is_ascii_uppercase());
+    let has_lower = body.bytes().any(|b| b.is_ascii_lowercase());
+    let has_digit = body.bytes().any(|b| b.is_ascii_digit());
+    if !(has_upper && has_lower && has_digit) {
+        return false;
+    }
+    let slashes = body.bytes().filter(|&b| b == b'/').count();
+    match body.len() {
+        40 => slashes <= 3,
+        n if n >= 64 => slashes * 16 < n,
+        _ => false,
+    }
+}
+
+/// Field names (lowercase, without `_` and `-`) whose values are secrets.
+fn is_secret_field(name: &str) -> bool {
+    const NAMES: [&str; 22] = [
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "clientsecret",
+        "secretkey",
+        "secretaccesskey",
+        "awssecretaccesskey",
+        "privatekey",
+        "apikey",
+        "token",
+        "accesstoken",
+        "refreshtoken",
+        "idtoken",
+        "sessiontoken",
+        "bearertoken",
+        "authorization",
+        "cookie",
+        "setcookie",
+        "passphrase",
+        "credentials",
+        "connectionstring",
+    ];
+    let folded: String = name
+        .chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect();
+    NAMES.contains(&folded.as_str())
+}
+
+impl Redactor {
+    /// A redactor under the installation's fingerprint key.
+    pub fn new(key: &[u8]) -> Redactor {
+        #[expect(clippy::expect_used, reason = "HMAC-SHA256 accepts keys of any length")]
+        let mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+        Redactor { mac }
+    }
+
+    /// `fp:` + 32 hex digits of HMAC-SHA256(key, secret).
+    pub fn fingerprint(&self, secret: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(secret.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(35);
+        out.push_str(FINGERPRINT_PREFIX);
+        out.push_str(&hex::encode(tag.get(..16).unwrap_or(&tag)));
+        out
+    }
+
+    /// Replaces every secret-shaped part of `text` by its fingerprint.
+    pub fn redact_text<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        if text.len() < 20 {
+            return Cow::Borrowed(text);
+        }
+        // The patterns are constants covered by the tests; should one ever fail to compile,
+        // redact the whole text rather than nothing.
+        let Some(shape) = shape_regex() else {
+            return Cow::Owned(self.fingerprint(text));
+        };
+        let mut out: Option<String> = None;
+        let mut last = 0;
+        for m in shape.find_iter(text) {
+            let found = m.as_str();
+            let is_base64_run = found
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'+' || b == b'=');
+            if is_base64_run
+                && !found.starts_with("eyJ")
+                && !base64_run_is_secret(found)
+                && !is_token_prefix(found)
+            {
+                continue;
+            }
+            let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
+            buf.push_str(text.get(last..m.start()).unwrap_or_default());
+            buf.push_str(&self.fingerprint(found));
+            last = m.end();
+        }
+        let text: Cow<'t, str> = match out {
+            Some(mut buf) => {
+                buf.push_str(text.get(last..).unwrap_or_default());
+                Cow::Owned(buf)
+            }
+            None => Cow::Borrowed(text),
+        };
+        self.redact_url_passwords(text)
+    }
+
+    fn redact_url_passwords<'t>(&self, text: Cow<'t, str>) -> Cow<'t, str> {
+        if !text.contains("://") || !text.contains('@') {
+            return text;
+        }
+        let Some(url_password) = url_password_regex() else {
+            return Cow::Owned(self.fingerprint(&text));
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut last = 0;
+        for caps in url_password.captures_iter(&text) {
+            let Some(pass) = caps.get(1) else { continue };
+            if pass.as_str().starts_with(FINGERPRINT_PREFIX) {
+                continue;
+            }
+            out.push_str(text.get(last..pass.start()).unwrap_or_default());
+            out.push_str(&self.fingerprint(pass.as_str()));
+            last = pass.end();
+        }
+        if last == 0 {
+            return text;
+        }
+        out.push_str(text.get(last..).unwrap_or_default());
+        Cow::Owned(out)
+    }
+
+    /// Redacts a JSON value in place, by shape everywhere and by field name below the top
+    /// level. Returns how many strings were changed.
+    pub fn redact_value(&self, value: &mut Value) -> usize {
+        self.redact_at(value, 0, false)
+    }
+
+    fn redact_at(&self, value: &mut Value, depth: usize, secret_field: bool) -> usize {
+        match value {
+            Value::String(s) => {
+                if secret_field && !s.is_empty() && !s.starts_with(FINGERPRINT_PREFIX) {
+                    *s = self.fingerprint(s);
+                    return 1;
+                }
+                match self.redact_text(s) {
+                    Cow::Borrowed(_) => 0,
+                    Cow::Owned(new) => {
+                        *s = new;
+                        1
+                    }
+                }
+            }
+            Value::Array(items) => items
+                .iter_mut()
+                .map(|v| self.redact_at(v, depth + 1, secret_field))
+                .sum(),
+            Value::Object(map) => {
+                let mut changed = 0;
+                for (key, v) in map.iter_mut() {
+                    let by_name = secret_field || (depth > 0 && is_secret_field(key));
+                    changed += self.redact_at(v, depth + 1, by_name);
+                }
+                // A key can hold a secret too (e.g. a token used as a map key).
+                if map.keys().any(|k| k.len() >= 20) {
+                    let renamed: Vec<(String, String)> = map
+                        .keys()
+                        .filter_map(|k| match self.redact_text(k) {
+                            Cow::Owned(new) => Some((k.clone(), new)),
+                            Cow::Borrowed(_) => None,
+                        })
+                        .collect();
+                    for (old, new) in renamed {
+                        if let Some(v) = map.remove(&old) {
+                            map.insert(new, v);
+                            changed += 1;
+                        }
+                    }
+                }
+                changed
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        }
+    }
+}
+
+/// AWS session-token prefixes, which are long base64 runs worth catching even when short.
+fn is_token_prefix(run: &str) -> bool {
+    ["IQoJb3JpZ2lu", "FwoGZXIvYXdz", "AQoDYXdz"]
+        .iter()
+        .any(|p| run.starts_with(p))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+    const GHP: &str = "ghp_R2d2C3poA1b2C3d4E5f6G7h8I9j0K1l2M3n4";
+    const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    const PEM: &str =
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7bq2\n-----END RSA PRIVATE KEY-----";
+
+    fn redactor() -> Redactor {
+        Redactor::new(b"test-key")
+    }
+
+    #[test]
+    fn fingerprints_are_keyed_and_stable() {
+        let a = redactor().fingerprint("s3cret");
+        assert_eq!(a, redactor().fingerprint("s3cret"));
+        assert_ne!(a, Redactor::new(b"other").fingerprint("s3cret"));
+        assert!(a.starts_with("fp:") && a.len() == 35, "{a}");
+    }
+
+    #[test]
+    fn secrets_by_shape_are_replaced_anywhere() {
+        let r = redactor();
+        for secret in [
+            JWT,
+            GHP,
+            AWS_SECRET,
+            PEM,
+            "hvs.CAESIJlWm5ZzBz6KiYpNzYwL0Q1Mnd",
+            "xoxb-123456789012-abcdefABCDEF",
+        ] {
+            let text = format!("Authorization: Bearer {secret} (seen)");
+            let out = r.redact_text(&text);
+            assert!(!out.contains(secret), "{secret} survived in {out}");
+            assert!(out.contains("fp:"), "{out}");
+            assert!(out.starts_with("Authorization: Bearer "), "{out}");
+        }
+    }
+
+    #[test]
+    fn ordinary_values_are_kept() {
+        let r = redactor();
+        for text in [
+            "arn:aws:iam::123456789012:role/service-role/codebuild-orders-deploy-service-role",
+            "vault://prod/secret/orders-db",
+            "AKIAIOSFODNN7EXAMPLE",
+            "0123456789abcdef0123456789abcdef01234567", // a git commit id: hex, lowercase
+            "Rotate the orders-db password",
+            "projects/my-project/serviceAccounts/deployer@my-project.iam.gserviceaccount.com",
+            "2026-06-06T09:00:00Z",
+        ] {
+            assert_eq!(r.redact_text(text), text);
+        }
+    }
+
+    #[test]
+    fn url_passwords_are_replaced() {
+        let out =
+            redactor().redact_text("postgres://app:hunter2-very-secret@db.internal:5432/orders");
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(out.starts_with("postgres://app:fp:"), "{out}");
+    }
+
+    #[test]
+    fn values_are_redacted_in_place_by_shape_and_name() {
+        let mut v = json!({
+            "id": "a1", "type": "action", "source": "s",
+            "credential": JWT,
+            "secret": "prod/orders-db",
+            "attributes": {"password": "short", "note": format!("key {GHP}"), "list": [AWS_SECRET, 1], "nested": {"client_secret": "abc"}},
+        });
+        let n = redactor().redact_value(&mut v);
+        assert_eq!(n, 5);
+        let text = v.to_string();
+        for secret in [JWT, GHP, AWS_SECRET, "\"short\"", "\"abc\""] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        // The top-level `secret` of a secret_access is a path and stays.
+        assert_eq!(v["secret"], "prod/orders-db");
+        assert_eq!(v["credential"], redactor().fingerprint(JWT));
+        // Idempotent: redacting again changes nothing.
+        let mut again = v.clone();
+        assert_eq!(redactor().redact_value(&mut again), 0);
+        assert_eq!(again, v);
+    }
+}
