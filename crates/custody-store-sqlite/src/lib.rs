@@ -1,0 +1,740 @@
+//! Custody's embedded store: one SQLite file in WAL mode, append-only (DESIGN §7–§9).
+//!
+//! [`SqliteStore`] implements [`custody_store::Store`]. The file holds:
+//!
+//! - `events`: the log, one row per event, `idx` = Merkle leaf index, with the RFC 8785 bytes
+//!   (`body`), the RFC 9162 leaf hash, and the few columns the linking lookups need;
+//! - `refs` and `principals`: the explicit references and the principals of each event, for
+//!   `Lookup::ReferencesId` and `Lookup::Principal`;
+//! - `quarantine`, `checkpoints`;
+//! - `log_state`: one row with the size and the compact range (Merkle frontier), written in the
+//!   same transaction as each batch so that `root()` costs O(log n) and opening costs nothing.
+//!
+//! The schema itself refuses `UPDATE` and `DELETE` on every table except `log_state` (which
+//! may only grow), through triggers. Those triggers are a guard against mistakes and casual
+//! edits, not against someone who can write the file: they can drop triggers. What catches
+//! that is the Merkle tree (`custody verify` and signed checkpoints).
+//!
+//! Writers serialise on SQLite's write lock (`BEGIN IMMEDIATE`) and read `log_state` inside
+//! their transaction, so two stores (or two processes) appending to one file stay correct.
+
+mod append;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use custody_merkle::{CompactRange, Hash};
+use custody_model::{Event, EventKey};
+use custody_store::{
+    BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
+    StoredCheckpoint, StoredEvent,
+};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+
+/// The schema version this build writes and reads (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of a Custody store: "CSTY".
+pub const APPLICATION_ID: i64 = 0x4353_5459;
+
+/// How many bytes of a conflicting event go into its quarantine excerpt.
+const EXCERPT_BYTES: usize = 200;
+
+/// How long a writer waits for another writer's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = r#"
+CREATE TABLE events (
+    idx               INTEGER PRIMARY KEY,
+    source            TEXT    NOT NULL,
+    id                TEXT    NOT NULL,
+    type              TEXT    NOT NULL,
+    time_ns           INTEGER,
+    chain             TEXT,
+    credential        TEXT,
+    parent_credential TEXT,
+    resource          TEXT,
+    secret            TEXT,
+    body              BLOB    NOT NULL,
+    leaf_hash         BLOB    NOT NULL CHECK (length(leaf_hash) = 32),
+    -- (id, source) rather than (source, id): the same index serves get() and Lookup::Id.
+    UNIQUE (id, source)
+);
+-- Partial indexes: an event with no credential, chain, ... costs no index insert there.
+CREATE INDEX events_credential ON events (credential) WHERE credential IS NOT NULL;
+CREATE INDEX events_parent_credential ON events (parent_credential)
+    WHERE parent_credential IS NOT NULL;
+CREATE INDEX events_chain ON events (chain) WHERE chain IS NOT NULL;
+CREATE INDEX events_resource ON events (resource) WHERE resource IS NOT NULL;
+CREATE INDEX events_secret ON events (secret) WHERE secret IS NOT NULL;
+
+-- Explicit references (parents, caused_by, request, approves); `n` is the position in the
+-- referring event's list. WITHOUT ROWID: the table is its own target_id index.
+CREATE TABLE refs (
+    target_id     TEXT    NOT NULL,
+    idx           INTEGER NOT NULL,
+    n             INTEGER NOT NULL,
+    kind          TEXT    NOT NULL,
+    target_source TEXT,
+    PRIMARY KEY (target_id, idx, n)
+) WITHOUT ROWID;
+
+-- Actor, initiator, delegator, delegate, approver, secret reader, revoker: once per event.
+CREATE TABLE principals (
+    principal_id TEXT    NOT NULL,
+    idx          INTEGER NOT NULL,
+    PRIMARY KEY (principal_id, idx)
+) WITHOUT ROWID;
+
+CREATE TABLE quarantine (
+    seq     INTEGER PRIMARY KEY,
+    file    TEXT    NOT NULL,
+    line    INTEGER NOT NULL,
+    reason  TEXT    NOT NULL,
+    excerpt TEXT    NOT NULL
+);
+
+CREATE TABLE checkpoints (
+    size INTEGER PRIMARY KEY,
+    root BLOB    NOT NULL CHECK (length(root) = 32),
+    note TEXT    NOT NULL
+);
+
+CREATE TABLE log_state (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    size          INTEGER NOT NULL CHECK (size >= 0),
+    compact_range BLOB    NOT NULL
+);
+INSERT INTO log_state (id, size, compact_range) VALUES (1, 0, zeroblob(8));
+
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'custody: events are append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'custody: events are append-only'); END;
+CREATE TRIGGER refs_no_update BEFORE UPDATE ON refs
+BEGIN SELECT RAISE(ABORT, 'custody: refs are append-only'); END;
+CREATE TRIGGER refs_no_delete BEFORE DELETE ON refs
+BEGIN SELECT RAISE(ABORT, 'custody: refs are append-only'); END;
+CREATE TRIGGER principals_no_update BEFORE UPDATE ON principals
+BEGIN SELECT RAISE(ABORT, 'custody: principals are append-only'); END;
+CREATE TRIGGER principals_no_delete BEFORE DELETE ON principals
+BEGIN SELECT RAISE(ABORT, 'custody: principals are append-only'); END;
+CREATE TRIGGER quarantine_no_update BEFORE UPDATE ON quarantine
+BEGIN SELECT RAISE(ABORT, 'custody: the quarantine is append-only'); END;
+CREATE TRIGGER quarantine_no_delete BEFORE DELETE ON quarantine
+BEGIN SELECT RAISE(ABORT, 'custody: the quarantine is append-only'); END;
+CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'custody: checkpoints are append-only'); END;
+CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'custody: checkpoints are append-only'); END;
+CREATE TRIGGER log_state_no_delete BEFORE DELETE ON log_state
+BEGIN SELECT RAISE(ABORT, 'custody: log_state cannot be deleted'); END;
+CREATE TRIGGER log_state_only_grows BEFORE UPDATE ON log_state
+WHEN NEW.size < OLD.size OR NEW.id IS NOT OLD.id
+BEGIN SELECT RAISE(ABORT, 'custody: the log only grows'); END;
+"#;
+
+/// Settings of every connection.
+///
+/// - `synchronous = NORMAL` in WAL mode: a committed batch survives a crash of the process
+///   (it is in the WAL, in the OS's hands) and the file can never be corrupted; a power loss
+///   or OS crash may lose the transactions committed since the last WAL checkpoint. `FULL`
+///   would add an fsync to every batch.
+/// - `wal_autocheckpoint = 8192` pages (32 MiB, default 1000): fewer checkpoints during
+///   ingest, and an index page that several batches rewrite is copied back to the database
+///   once (about 15% less CPU per event); `journal_size_limit` trims the WAL file back to
+///   64 MiB after a checkpoint.
+/// - `recursive_triggers`: `INSERT OR REPLACE` deletes rows without firing delete triggers
+///   unless this is on. This store never uses `REPLACE`; with this on, neither can a
+///   statement sent through this connection.
+/// - 64 MiB of page cache, so that the index pages a large batch touches stay in memory.
+///
+/// Foreign keys are not enforced: `refs` and `principals` rows are written only by
+/// [`append::append_events`], in the transaction that inserts their event, and a check per
+/// row costs a lookup into `events` for nothing.
+const CONNECTION_PRAGMAS: &str = "
+    PRAGMA synchronous = NORMAL;
+    PRAGMA wal_autocheckpoint = 8192;
+    PRAGMA journal_size_limit = 67108864;
+    PRAGMA recursive_triggers = ON;
+    PRAGMA cache_size = -65536;
+    PRAGMA temp_store = MEMORY;
+";
+
+const EVENT_COLUMNS: &str = "idx, body, leaf_hash";
+
+/// The embedded store: one SQLite file (WAL mode) or, for tests, one in-memory database.
+pub struct SqliteStore {
+    conn: Connection,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn to_i64(n: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("{what} {n} is out of range")))
+}
+
+fn to_u64(n: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(n).map_err(|_| StoreError::Backend(format!("stored {what} {n} is negative")))
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating the file and its schema when missing.
+    ///
+    /// # Errors
+    /// [`StoreError::Schema`] when the file is not a Custody store or was written by another
+    /// schema version; [`StoreError::Corrupt`] when the stored log state and the events
+    /// disagree; [`StoreError::Backend`] for I/O and SQLite failures.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        Self::init(conn, Some(path.to_path_buf()))
+    }
+
+    /// A store in memory, gone when dropped (tests, demos).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when SQLite fails.
+    pub fn open_in_memory() -> StoreResult<SqliteStore> {
+        let conn = Connection::open_in_memory().map_err(db)?;
+        Self::init(conn, None)
+    }
+
+    /// The file this store lives in (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn init(mut conn: Connection, path: Option<PathBuf>) -> StoreResult<SqliteStore> {
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+        // The schema check comes first, so that a file that is not a Custody store is left
+        // as it was (not even switched to WAL).
+        Self::ensure_schema(&mut conn, path.as_deref())?;
+        if path.is_some() {
+            // WAL: readers never block the writer and a batch is one append to the WAL.
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+                .map_err(db)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Backend(format!(
+                    "cannot switch the store to WAL mode (journal_mode is {mode})"
+                )));
+            }
+        }
+        conn.execute_batch(CONNECTION_PRAGMAS).map_err(db)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let store = SqliteStore { conn, path };
+        store.check_log_state()?;
+        Ok(store)
+    }
+
+    /// Creates the schema in an empty database, or checks that an existing one is a Custody
+    /// store of this schema version. Only creation takes the write lock, so opening a store
+    /// that another process is writing to does not wait for its batch.
+    fn ensure_schema(conn: &mut Connection, path: Option<&Path>) -> StoreResult<()> {
+        let name = path.map_or_else(
+            || "the in-memory store".to_owned(),
+            |p| p.display().to_string(),
+        );
+        let header = |conn: &Connection| -> StoreResult<(i64, i64, i64)> {
+            let app = conn
+                .pragma_query_value(None, "application_id", |r| r.get(0))
+                .map_err(db)?;
+            let version = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .map_err(db)?;
+            let objects = conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(db)?;
+            Ok((app, version, objects))
+        };
+        let (mut app, mut version, mut objects) = header(conn)?;
+        if (app, version, objects) == (0, 0, 0) {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            // Another process may have created it while this one waited for the lock.
+            (app, version, objects) = header(&tx)?;
+            if (app, version, objects) == (0, 0, 0) {
+                tx.execute_batch(SCHEMA).map_err(db)?;
+                tx.pragma_update(None, "application_id", APPLICATION_ID)
+                    .map_err(db)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(db)?;
+                tx.commit().map_err(db)?;
+                return Ok(());
+            }
+        }
+        if app != APPLICATION_ID {
+            return Err(StoreError::Schema(format!(
+                "{name} is not a custody store (application_id {app:#x}, {objects} schema objects)"
+            )));
+        }
+        match version {
+            SCHEMA_VERSION => Ok(()),
+            v if v > SCHEMA_VERSION => Err(StoreError::Schema(format!(
+                "{name} has schema version {v}, newer than this build's {SCHEMA_VERSION}: upgrade custody"
+            ))),
+            v => Err(StoreError::Schema(format!(
+                "{name} has unknown schema version {v} (this build reads version {SCHEMA_VERSION})"
+            ))),
+        }
+    }
+
+    /// Checks that `log_state` agrees with the events table (a cheap check: two lookups).
+    fn check_log_state(&self) -> StoreResult<()> {
+        let range = read_range(&self.conn)?;
+        let next: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(idx) + 1, 0) FROM events", [], |r| {
+                r.get(0)
+            })
+            .map_err(db)?;
+        let rows = to_u64(next, "index")?;
+        if rows != range.size() {
+            return Err(StoreError::Corrupt {
+                index: rows.min(range.size()),
+                reason: format!(
+                    "the log state says {} events but the events table ends at index {rows}",
+                    range.size()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn query_events(&self, sql: &str, key: &str) -> StoreResult<Vec<StoredEvent>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(db)?;
+        let mut rows = stmt.query([key]).map_err(db)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db)? {
+            out.push(stored_event(row)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Reads the compact range from `log_state`, checking it against the stored size.
+fn read_range(conn: &Connection) -> StoreResult<CompactRange> {
+    let (size, bytes): (i64, Vec<u8>) = conn
+        .prepare_cached("SELECT size, compact_range FROM log_state WHERE id = 1")
+        .map_err(db)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(db)?
+        .ok_or_else(|| StoreError::Corrupt {
+            index: 0,
+            reason: "the log state row is missing".into(),
+        })?;
+    let size = to_u64(size, "log size")?;
+    let range = CompactRange::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
+        index: size,
+        reason: format!("the stored Merkle frontier is unreadable: {e}"),
+    })?;
+    if range.size() != size {
+        return Err(StoreError::Corrupt {
+            index: size.min(range.size()),
+            reason: format!(
+                "the log state says size {size} but its Merkle frontier has {}",
+                range.size()
+            ),
+        });
+    }
+    Ok(range)
+}
+
+fn hash_from(bytes: &[u8], index: u64, what: &str) -> StoreResult<Hash> {
+    Hash::try_from(bytes).map_err(|_| StoreError::Corrupt {
+        index,
+        reason: format!("the stored {what} is {} bytes, not 32", bytes.len()),
+    })
+}
+
+/// A `StoredEvent` from a row `idx, body, leaf_hash`; damage is `Corrupt`, never a panic.
+fn stored_event(row: &Row<'_>) -> StoreResult<StoredEvent> {
+    let index = to_u64(row.get::<_, i64>(0).map_err(db)?, "index")?;
+    let canonical: Vec<u8> = row.get(1).map_err(db)?;
+    let hash: Vec<u8> = row.get(2).map_err(db)?;
+    let leaf_hash = hash_from(&hash, index, "leaf hash")?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&canonical).map_err(|e| StoreError::Corrupt {
+            index,
+            reason: format!("the stored bytes are not JSON: {e}"),
+        })?;
+    let event = Event::from_value(&value).map_err(|e| StoreError::Corrupt {
+        index,
+        reason: format!("the stored JSON is not an event: {e}"),
+    })?;
+    Ok(StoredEvent {
+        index,
+        event,
+        canonical,
+        leaf_hash,
+    })
+}
+
+/// The start of `bytes` as text, at most [`EXCERPT_BYTES`], cut on a character boundary.
+fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut end = text.len().min(EXCERPT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default().to_owned()
+}
+
+fn insert_rejected(tx: &Connection, r: &Rejected) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO quarantine (file, line, reason, excerpt) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(db)?
+    .execute(params![
+        r.origin.file,
+        to_i64(r.origin.line, "line number")?,
+        r.reason,
+        r.excerpt
+    ])
+    .map_err(db)?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn append_batch(
+        &mut self,
+        events: &[NewEvent],
+        rejected: &[Rejected],
+    ) -> StoreResult<BatchOutcome> {
+        // Fail before writing anything when the caller's hash does not match its bytes: a
+        // wrong leaf in an append-only log could never be repaired.
+        for e in events {
+            if custody_merkle::leaf_hash(&e.canonical) != e.leaf_hash {
+                return Err(StoreError::Backend(format!(
+                    "refusing {}: its leaf hash is not the hash of its canonical bytes",
+                    e.event.key
+                )));
+            }
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let mut range = read_range(&tx)?;
+        let mut outcome = BatchOutcome::default();
+        for r in rejected {
+            insert_rejected(&tx, r)?;
+        }
+        append::append_events(&tx, events, &mut range, &mut outcome)?;
+        for c in &outcome.conflicts {
+            insert_rejected(&tx, c)?;
+        }
+        if outcome.accepted > 0 {
+            tx.prepare_cached("UPDATE log_state SET size = ?1, compact_range = ?2 WHERE id = 1")
+                .map_err(db)?
+                .execute(params![to_i64(range.size(), "log size")?, range.to_bytes()])
+                .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
+        outcome.size = range.size();
+        outcome.root = range.root();
+        Ok(outcome)
+    }
+
+    fn size(&self) -> StoreResult<u64> {
+        Ok(read_range(&self.conn)?.size())
+    }
+
+    fn root(&self) -> StoreResult<Hash> {
+        Ok(read_range(&self.conn)?.root())
+    }
+
+    fn event_at(&self, index: u64) -> StoreResult<Option<StoredEvent>> {
+        let Ok(idx) = i64::try_from(index) else {
+            return Ok(None);
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT idx, body, leaf_hash FROM events WHERE idx = ?1")
+            .map_err(db)?;
+        let mut rows = stmt.query([idx]).map_err(db)?;
+        match rows.next().map_err(db)? {
+            Some(row) => stored_event(row).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn get(&self, key: &EventKey) -> StoreResult<Option<StoredEvent>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT idx, body, leaf_hash FROM events WHERE id = ?1 AND source = ?2")
+            .map_err(db)?;
+        let mut rows = stmt.query([&key.id, &key.source]).map_err(db)?;
+        match rows.next().map_err(db)? {
+            Some(row) => stored_event(row).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn lookup(&self, by: Lookup<'_>) -> StoreResult<Vec<StoredEvent>> {
+        let (sql, key) = lookup_sql(by);
+        self.query_events(&sql, key)
+    }
+
+    fn leaf_hashes(&self, start: u64, end: u64) -> StoreResult<Vec<Hash>> {
+        let size = self.size()?;
+        if start > end || end > size {
+            return Err(StoreError::Backend(format!(
+                "leaf range {start}..{end} is outside the log of size {size}"
+            )));
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT idx, leaf_hash FROM events WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+            )
+            .map_err(db)?;
+        let mut rows = stmt
+            .query([to_i64(start, "index")?, to_i64(end, "index")?])
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
+        let mut expected = start;
+        while let Some(row) = rows.next().map_err(db)? {
+            let index = to_u64(row.get::<_, i64>(0).map_err(db)?, "index")?;
+            if index != expected {
+                return Err(StoreError::Corrupt {
+                    index: expected,
+                    reason: "the event at this index is missing".into(),
+                });
+            }
+            let bytes = row
+                .get_ref(1)
+                .map_err(db)?
+                .as_blob()
+                .map_err(|e| StoreError::Corrupt {
+                    index,
+                    reason: format!("the stored leaf hash is not a blob: {e}"),
+                })?;
+            out.push(hash_from(bytes, index, "leaf hash")?);
+            expected += 1;
+        }
+        if expected != end {
+            return Err(StoreError::Corrupt {
+                index: expected,
+                reason: "the event at this index is missing".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn scan(
+        &self,
+        start: u64,
+        f: &mut dyn FnMut(u64, &[u8], &Hash) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let Ok(start) = i64::try_from(start) else {
+            return Ok(());
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT idx, body, leaf_hash FROM events WHERE idx >= ?1 ORDER BY idx")
+            .map_err(db)?;
+        let mut rows = stmt.query([start]).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            let index = to_u64(row.get::<_, i64>(0).map_err(db)?, "index")?;
+            let body = row
+                .get_ref(1)
+                .map_err(db)?
+                .as_blob()
+                .map_err(|e| StoreError::Corrupt {
+                    index,
+                    reason: format!("the stored body is not a blob: {e}"),
+                })?;
+            let hash_bytes =
+                row.get_ref(2)
+                    .map_err(db)?
+                    .as_blob()
+                    .map_err(|e| StoreError::Corrupt {
+                        index,
+                        reason: format!("the stored leaf hash is not a blob: {e}"),
+                    })?;
+            let hash = hash_from(hash_bytes, index, "leaf hash")?;
+            f(index, body, &hash)?;
+        }
+        Ok(())
+    }
+
+    fn add_checkpoint(&mut self, checkpoint: &StoredCheckpoint) -> StoreResult<()> {
+        let size = to_i64(checkpoint.size, "checkpoint size")?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let stored: Option<(Vec<u8>, String)> = tx
+            .prepare_cached("SELECT root, note FROM checkpoints WHERE size = ?1")
+            .map_err(db)?
+            .query_row([size], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(db)?;
+        match stored {
+            Some((root, note)) if root == checkpoint.root && note == checkpoint.note => {}
+            Some(_) => {
+                return Err(StoreError::Backend(format!(
+                    "a different checkpoint for size {} is already stored",
+                    checkpoint.size
+                )))
+            }
+            None => {
+                tx.prepare_cached("INSERT INTO checkpoints (size, root, note) VALUES (?1, ?2, ?3)")
+                    .map_err(db)?
+                    .execute(params![size, &checkpoint.root[..], checkpoint.note])
+                    .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    fn latest_checkpoint(&self) -> StoreResult<Option<StoredCheckpoint>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+            .map_err(db)?;
+        let mut rows = stmt.query([]).map_err(db)?;
+        match rows.next().map_err(db)? {
+            Some(row) => checkpoint_from(row).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn checkpoints(&self) -> StoreResult<Vec<StoredCheckpoint>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT size, root, note FROM checkpoints ORDER BY size")
+            .map_err(db)?;
+        let mut rows = stmt.query([]).map_err(db)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db)? {
+            out.push(checkpoint_from(row)?);
+        }
+        Ok(out)
+    }
+
+    fn quarantine(&self) -> StoreResult<Vec<Rejected>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT file, line, reason, excerpt FROM quarantine ORDER BY seq")
+            .map_err(db)?;
+        let mut rows = stmt.query([]).map_err(db)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db)? {
+            out.push(Rejected {
+                origin: LineOrigin {
+                    file: row.get(0).map_err(db)?,
+                    line: to_u64(row.get(1).map_err(db)?, "line number")?,
+                },
+                reason: row.get(2).map_err(db)?,
+                excerpt: row.get(3).map_err(db)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The query behind a [`Lookup`] (one parameter, `?1`) and its argument. Each one is served
+/// by an index: `events (id, source)`, a partial index on one column, or `refs` /
+/// `principals`, whose primary keys start with the looked-up id.
+fn lookup_sql(by: Lookup<'_>) -> (String, &str) {
+    let (filter, key) = match by {
+        Lookup::Id(id) => ("id = ?1", id),
+        Lookup::Issued(c) => (
+            "credential = ?1 AND type IN ('delegation', 'secret_access')",
+            c,
+        ),
+        Lookup::Used(c) => ("credential = ?1 AND type = 'action'", c),
+        Lookup::Revoked(c) => ("credential = ?1 AND type = 'revocation'", c),
+        Lookup::DerivedFrom(c) => ("parent_credential = ?1", c),
+        Lookup::Chain(c) => ("chain = ?1", c),
+        Lookup::Resource(r) => ("resource = ?1 AND type IN ('action', 'effect')", r),
+        Lookup::ReferencesId(id) => ("idx IN (SELECT idx FROM refs WHERE target_id = ?1)", id),
+        Lookup::Principal(p) => (
+            "idx IN (SELECT idx FROM principals WHERE principal_id = ?1)",
+            p,
+        ),
+        Lookup::Secret(s) => ("secret = ?1 AND type = 'secret_access'", s),
+    };
+    (
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE {filter} ORDER BY idx"),
+        key,
+    )
+}
+
+fn checkpoint_from(row: &Row<'_>) -> StoreResult<StoredCheckpoint> {
+    let size = to_u64(row.get(0).map_err(db)?, "checkpoint size")?;
+    let root: Vec<u8> = row.get(1).map_err(db)?;
+    Ok(StoredCheckpoint {
+        size,
+        root: hash_from(&root, size, "checkpoint root")?,
+        note: row.get(2).map_err(db)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_lookup_uses_an_index() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        for by in [
+            Lookup::Id("x"),
+            Lookup::Issued("x"),
+            Lookup::Used("x"),
+            Lookup::Revoked("x"),
+            Lookup::DerivedFrom("x"),
+            Lookup::Chain("x"),
+            Lookup::Resource("x"),
+            Lookup::ReferencesId("x"),
+            Lookup::Principal("x"),
+            Lookup::Secret("x"),
+        ] {
+            let (sql, key) = lookup_sql(by);
+            let mut stmt = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let plan: Vec<String> = stmt
+                .query_map([key], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("; ");
+            assert!(
+                plan.contains("USING") && !plan.contains("SCAN events"),
+                "{by:?} does not use an index: {plan}"
+            );
+        }
+    }
+
+    #[test]
+    fn excerpts_cut_on_character_boundaries() {
+        let text = "é".repeat(150);
+        let e = excerpt(text.as_bytes());
+        assert!(e.len() <= EXCERPT_BYTES);
+        assert!(text.starts_with(&e));
+        assert_eq!(excerpt(b"{}"), "{}");
+    }
+}

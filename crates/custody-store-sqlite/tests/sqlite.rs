@@ -1,0 +1,405 @@
+//! Behaviour particular to the SQLite store: the schema refuses updates and deletes, WAL mode,
+//! schema versions, crash survival, damage reported as `Corrupt`, several writers on one file,
+//! and atomic batches.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+
+use custody_merkle::{leaf_hash, root, Hash};
+use custody_store::testing::{new_event, sample_events, synthetic_events};
+use custody_store::{LineOrigin, Lookup, Rejected, Store, StoreError, StoredCheckpoint};
+use custody_store_sqlite::{SqliteStore, SCHEMA_VERSION};
+use rusqlite::Connection;
+use tempfile::TempDir;
+
+fn temp_store() -> (TempDir, PathBuf, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("custody.db");
+    let store = SqliteStore::open(&path).unwrap();
+    (dir, path, store)
+}
+
+fn leaves(events: &[custody_store::NewEvent]) -> Vec<Hash> {
+    events.iter().map(|e| e.leaf_hash).collect()
+}
+
+fn rejected(line: u64) -> Rejected {
+    Rejected {
+        origin: LineOrigin {
+            file: "in.ndjson".into(),
+            line,
+        },
+        reason: "line is not json".into(),
+        excerpt: "{".into(),
+    }
+}
+
+/// Runs `sql` on a second connection and returns SQLite's error message.
+fn refused(conn: &Connection, sql: &str) -> String {
+    match conn.execute(sql, []) {
+        Ok(n) => panic!("`{sql}` was allowed ({n} rows changed)"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_schema_refuses_updates_and_deletes_from_another_connection() {
+    let (_dir, path, mut store) = temp_store();
+    let events = sample_events();
+    store.append_batch(&events, &[rejected(1)]).unwrap();
+    let cp = StoredCheckpoint {
+        size: events.len() as u64,
+        root: store.root().unwrap(),
+        note: "note\n".into(),
+    };
+    store.add_checkpoint(&cp).unwrap();
+    let root_before = store.root().unwrap();
+
+    let raw = Connection::open(&path).unwrap();
+    for sql in [
+        "UPDATE events SET body = x'7b7d' WHERE idx = 0",
+        "UPDATE events SET chain = 'forged'",
+        "DELETE FROM events WHERE idx = 3",
+        "DELETE FROM events",
+        "UPDATE refs SET target_id = 'x'",
+        "DELETE FROM refs",
+        "UPDATE principals SET principal_id = 'mallory'",
+        "DELETE FROM principals",
+        "UPDATE quarantine SET reason = 'fine'",
+        "DELETE FROM quarantine",
+        "UPDATE checkpoints SET note = 'forged'",
+        "DELETE FROM checkpoints",
+    ] {
+        let msg = refused(&raw, sql);
+        assert!(msg.contains("append-only"), "`{sql}`: {msg}");
+    }
+    assert!(refused(&raw, "DELETE FROM log_state").contains("cannot be deleted"));
+    assert!(refused(&raw, "UPDATE log_state SET size = 0").contains("only grows"));
+    // REPLACE would delete the old row; with recursive triggers on, the delete trigger fires.
+    raw.pragma_update(None, "recursive_triggers", "ON").unwrap();
+    let msg = refused(
+        &raw,
+        "INSERT OR REPLACE INTO events (idx, source, id, type, body, leaf_hash) \
+         VALUES (0, 'x', 'y', 'request', x'7b7d', zeroblob(32))",
+    );
+    assert!(msg.contains("append-only"), "{msg}");
+    drop(raw);
+
+    assert_eq!(store.size().unwrap(), events.len() as u64);
+    assert_eq!(store.root().unwrap(), root_before);
+    assert_eq!(
+        store.event_at(0).unwrap().unwrap().canonical,
+        events[0].canonical
+    );
+    assert_eq!(store.quarantine().unwrap(), vec![rejected(1)]);
+    assert_eq!(store.checkpoints().unwrap(), vec![cp]);
+}
+
+#[test]
+fn wal_mode_is_on() {
+    let (_dir, path, mut store) = temp_store();
+    store.append_batch(&sample_events(), &[]).unwrap();
+    let raw = Connection::open(&path).unwrap();
+    let mode: String = raw
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version: i64 = raw
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    assert!(
+        Path::new(&wal).exists(),
+        "no write-ahead log next to the store"
+    );
+}
+
+#[test]
+fn a_reopened_file_keeps_everything() {
+    let (_dir, path, mut store) = temp_store();
+    let events = synthetic_events(0, 1000);
+    for chunk in events.chunks(300) {
+        store.append_batch(chunk, &[]).unwrap();
+    }
+    store.append_batch(&[], &[rejected(7)]).unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.size().unwrap(), 1000);
+    assert_eq!(store.root().unwrap(), root(&leaves(&events)));
+    assert_eq!(store.leaf_hashes(0, 1000).unwrap(), leaves(&events));
+    assert_eq!(
+        store.event_at(999).unwrap().unwrap().canonical,
+        events[999].canonical
+    );
+    assert_eq!(store.quarantine().unwrap(), vec![rejected(7)]);
+    assert_eq!(store.lookup(Lookup::Chain("run-10")).unwrap().len(), 3);
+}
+
+const CRASH_DIR: &str = "CUSTODY_SQLITE_CRASH_TEST_DIR";
+
+/// The child half of `committed_batches_survive_a_process_crash`: appends, then aborts
+/// without closing anything (no destructor, no WAL checkpoint).
+#[test]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(CRASH_DIR) else {
+        return; // only meaningful when spawned by the test below
+    };
+    let mut store = SqliteStore::open(&Path::new(&dir).join("crash.db")).unwrap();
+    let events = synthetic_events(0, 600);
+    store.append_batch(&events[..500], &[]).unwrap();
+    store.append_batch(&events[500..], &[rejected(3)]).unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn committed_batches_survive_a_process_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--test-threads=1"])
+        .env(CRASH_DIR, dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !child.status.success(),
+        "the child was meant to abort: {}",
+        String::from_utf8_lossy(&child.stdout)
+    );
+    let store = SqliteStore::open(&dir.path().join("crash.db")).unwrap();
+    let events = synthetic_events(0, 600);
+    assert_eq!(store.size().unwrap(), 600);
+    assert_eq!(store.root().unwrap(), root(&leaves(&events)));
+    assert_eq!(store.quarantine().unwrap(), vec![rejected(3)]);
+}
+
+#[test]
+fn unknown_schema_versions_and_foreign_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let newer = dir.path().join("newer.db");
+    drop(SqliteStore::open(&newer).unwrap());
+    Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    match SqliteStore::open(&newer) {
+        Err(StoreError::Schema(msg)) => {
+            assert!(msg.contains("99") && msg.contains("newer"), "{msg}")
+        }
+        other => panic!("expected a schema error, got {other:?}"),
+    }
+
+    let foreign = dir.path().join("foreign.db");
+    let raw = Connection::open(&foreign).unwrap();
+    raw.execute_batch("CREATE TABLE t (x)").unwrap();
+    drop(raw);
+    match SqliteStore::open(&foreign) {
+        Err(StoreError::Schema(msg)) => assert!(msg.contains("not a custody store"), "{msg}"),
+        other => panic!("expected a schema error, got {other:?}"),
+    }
+    let mode: String = Connection::open(&foreign)
+        .unwrap()
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "a foreign file was switched to WAL");
+
+    let missing_dir = dir.path().join("no/such/dir/custody.db");
+    assert!(matches!(
+        SqliteStore::open(&missing_dir),
+        Err(StoreError::Backend(_))
+    ));
+}
+
+/// Tampering that gets past the triggers (dropping them) is reported, never a panic.
+#[test]
+fn damaged_rows_are_corrupt_errors() {
+    let (_dir, path, mut store) = temp_store();
+    let events = sample_events();
+    store.append_batch(&events, &[]).unwrap();
+    let raw = Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "DROP TRIGGER events_no_update;
+         UPDATE events SET body = CAST('{\"not\": json' AS BLOB) WHERE idx = 4;
+         UPDATE events SET body = CAST('{\"id\":\"x\"}' AS BLOB) WHERE idx = 5;",
+    )
+    .unwrap();
+    drop(raw);
+    match store.event_at(4) {
+        Err(StoreError::Corrupt { index: 4, reason }) => {
+            assert!(reason.contains("not JSON"), "{reason}")
+        }
+        other => panic!("expected Corrupt at 4, got {other:?}"),
+    }
+    match store.event_at(5) {
+        Err(StoreError::Corrupt { index: 5, reason }) => {
+            assert!(reason.contains("not an event"), "{reason}")
+        }
+        other => panic!("expected Corrupt at 5, got {other:?}"),
+    }
+    assert!(matches!(
+        store.lookup(Lookup::Chain("run-1")),
+        Err(StoreError::Corrupt { index: 4, .. })
+    ));
+    // scan does not parse: it hands the bytes over, and verification finds the mismatch.
+    let mut mismatches = Vec::new();
+    store
+        .scan(0, &mut |i, bytes, hash| {
+            if leaf_hash(bytes) != *hash {
+                mismatches.push(i);
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(mismatches, vec![4, 5]);
+}
+
+/// A row slipped into `events` without `log_state` (or the reverse) is found on open.
+#[test]
+fn a_log_state_that_disagrees_with_the_events_is_corrupt() {
+    let (_dir, path, mut store) = temp_store();
+    store.append_batch(&sample_events()[..3], &[]).unwrap();
+    drop(store);
+    let raw = Connection::open(&path).unwrap();
+    raw.execute(
+        "INSERT INTO events (idx, source, id, type, body, leaf_hash) \
+         VALUES (3, 'x', 'y', 'request', x'7b7d', zeroblob(32))",
+        [],
+    )
+    .unwrap();
+    drop(raw);
+    match SqliteStore::open(&path) {
+        Err(StoreError::Corrupt { index: 3, reason }) => {
+            assert!(reason.contains("log state"), "{reason}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// Two stores on one file (two processes, say) take turns; the tree stays right because
+/// each batch reads the frontier inside its write transaction.
+#[test]
+fn two_writers_on_one_file_keep_one_tree() {
+    let (_dir, path, mut a) = temp_store();
+    let mut b = SqliteStore::open(&path).unwrap();
+    let events = synthetic_events(0, 400);
+    for (i, chunk) in events.chunks(50).enumerate() {
+        let store = if i % 2 == 0 { &mut a } else { &mut b };
+        let out = store.append_batch(chunk, &[]).unwrap();
+        assert_eq!(out.accepted, 50);
+    }
+    let want = root(&leaves(&events));
+    assert_eq!(a.root().unwrap(), want);
+    assert_eq!(b.root().unwrap(), want);
+    assert_eq!(b.append_batch(&events, &[]).unwrap().duplicates, 400);
+}
+
+/// A batch is one transaction: a failure part-way leaves nothing behind.
+#[test]
+fn a_failing_batch_writes_nothing() {
+    let (_dir, _path, mut store) = temp_store();
+    let events = sample_events();
+    store.append_batch(&events[..2], &[]).unwrap();
+    let root_before = store.root().unwrap();
+
+    // A conflict whose line number SQLite cannot hold fails after the events were inserted.
+    let mut conflicting = new_event(
+        &custody_store::testing::SAMPLE_LINES[0].replace("SEC-4411", "SEC-1"),
+        None,
+    );
+    conflicting.origin = Some(LineOrigin {
+        file: "x".into(),
+        line: u64::MAX,
+    });
+    let err = store
+        .append_batch(
+            &[events[2].clone(), events[3].clone(), conflicting],
+            &[rejected(1)],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+    assert_eq!(store.size().unwrap(), 2);
+    assert_eq!(store.root().unwrap(), root_before);
+    assert!(store.get(&events[2].event.key).unwrap().is_none());
+    assert!(store
+        .lookup(Lookup::Principal("bob@example.com"))
+        .unwrap()
+        .is_empty());
+    assert!(store.quarantine().unwrap().is_empty());
+
+    // A leaf hash that is not the hash of the bytes is refused before anything is written.
+    let mut wrong = events[2].clone();
+    wrong.leaf_hash[0] ^= 1;
+    let err = store.append_batch(&[wrong], &[rejected(2)]).unwrap_err();
+    assert!(err.to_string().contains("pam#del-2"), "{err}");
+    assert_eq!(store.size().unwrap(), 2);
+    assert!(store.quarantine().unwrap().is_empty());
+
+    // And the store goes on working.
+    store.append_batch(&events[2..], &[]).unwrap();
+    assert_eq!(store.root().unwrap(), root(&leaves(&events)));
+}
+
+#[test]
+fn a_different_checkpoint_for_a_stored_size_is_refused() {
+    let (_dir, _path, mut store) = temp_store();
+    let cp = StoredCheckpoint {
+        size: 0,
+        root: root(&[]),
+        note: "a\n".into(),
+    };
+    store.add_checkpoint(&cp).unwrap();
+    let other = StoredCheckpoint {
+        note: "b\n".into(),
+        ..cp.clone()
+    };
+    assert!(store.add_checkpoint(&other).is_err());
+    assert_eq!(store.checkpoints().unwrap(), vec![cp]);
+}
+
+#[test]
+fn conflicts_without_an_origin_still_reach_the_quarantine() {
+    let (_dir, _path, mut store) = temp_store();
+    let events = sample_events();
+    store.append_batch(&events[..1], &[]).unwrap();
+    let conflicting = new_event(
+        &custody_store::testing::SAMPLE_LINES[0].replace("SEC-4411", "SEC-2"),
+        None,
+    );
+    let out = store.append_batch(&[conflicting], &[]).unwrap();
+    assert_eq!(out.conflicts.len(), 1);
+    assert_eq!(out.conflicts[0].origin.line, 0);
+    assert_eq!(store.quarantine().unwrap(), out.conflicts);
+}
+
+#[test]
+fn the_store_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<SqliteStore>();
+}
+
+/// Opening (and reading) does not wait for another writer's transaction to end.
+#[test]
+fn opening_does_not_wait_for_a_writer() {
+    let (_dir, path, mut store) = temp_store();
+    store.append_batch(&sample_events(), &[]).unwrap();
+    drop(store);
+    let mut writer = Connection::open(&path).unwrap();
+    let tx = writer
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let reader = SqliteStore::open(&path).unwrap();
+    assert_eq!(reader.size().unwrap(), 13);
+    assert_eq!(reader.lookup(Lookup::Chain("run-1")).unwrap().len(), 4);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "opening waited {:?} for the writer",
+        started.elapsed()
+    );
+    tx.rollback().unwrap();
+}

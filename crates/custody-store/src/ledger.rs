@@ -1,0 +1,319 @@
+//! The tamper-evident log over any [`Store`] (DESIGN §8): appends followed by a signed
+//! checkpoint, full verification, and inclusion and consistency proofs.
+//!
+//! The ledger is backend-agnostic: it only calls the trait, so SQLite and PostgreSQL share
+//! one implementation of what "verified" means. Key material is handed in by the caller;
+//! nothing here reads files.
+
+use custody_merkle::{
+    consistency_proof, inclusion_proof, leaf_hash, Checkpoint, CompactRange, Hash, NoteSigner,
+    NoteVerifier, UnverifiedCheckpoint,
+};
+
+use crate::{BatchOutcome, NewEvent, Rejected, Store, StoreError, StoreResult, StoredCheckpoint};
+
+/// The result of `verify`: whether every stored event, leaf hash and checkpoint agrees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// True when nothing is wrong.
+    pub ok: bool,
+    /// Events scanned.
+    pub size: u64,
+    /// The root recomputed from the stored events.
+    pub root: Hash,
+    /// The first log index that does not match, when one can be named.
+    pub first_mismatch: Option<u64>,
+    /// Signed checkpoints checked against the recomputed tree.
+    pub checkpoints_checked: u64,
+    /// What is wrong, one sentence each.
+    pub problems: Vec<String>,
+}
+
+/// An inclusion proof for one event at one tree size (RFC 9162 §2.1.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// The leaf index.
+    pub index: u64,
+    /// The tree size the proof is for.
+    pub size: u64,
+    /// The root at that size.
+    pub root: Hash,
+    /// The leaf hash proven.
+    pub leaf_hash: Hash,
+    /// The audit path.
+    pub proof: Vec<Hash>,
+}
+
+/// A consistency proof between two tree sizes (RFC 9162 §2.1.4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    /// The older size.
+    pub from: u64,
+    /// The newer size.
+    pub to: u64,
+    /// The root at `from`.
+    pub from_root: Hash,
+    /// The root at `to`.
+    pub to_root: Hash,
+    /// The proof hashes.
+    pub proof: Vec<Hash>,
+}
+
+/// A store with the deployment's signing key: the log as users see it.
+pub struct Ledger {
+    store: Box<dyn Store>,
+    signer: NoteSigner,
+    origin: String,
+}
+
+impl Ledger {
+    /// A ledger over `store`, signing checkpoints for `origin` with `signer`.
+    pub fn new(store: Box<dyn Store>, signer: NoteSigner, origin: impl Into<String>) -> Ledger {
+        Ledger {
+            store,
+            signer,
+            origin: origin.into(),
+        }
+    }
+
+    /// The underlying store, for reads.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The log's origin line.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The verifier key (`name+hex+base64`) for this ledger's checkpoints.
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier().to_string()
+    }
+
+    /// Appends a batch (one transaction) and, when the log grew, signs a checkpoint of the
+    /// new head, so every committed batch is covered by a signed statement.
+    pub fn append(
+        &mut self,
+        events: &[NewEvent],
+        rejected: &[Rejected],
+    ) -> StoreResult<BatchOutcome> {
+        let outcome = self.store.append_batch(events, rejected)?;
+        if outcome.accepted > 0 {
+            self.checkpoint()?;
+        }
+        Ok(outcome)
+    }
+
+    /// Appends a batch without signing a checkpoint, for callers that checkpoint on their own
+    /// schedule (a server under load, a benchmark timing the checkpoint alone). Until
+    /// [`Ledger::checkpoint`] runs, the new events are stored but not yet covered by a
+    /// signed statement.
+    pub fn append_unsigned(
+        &mut self,
+        events: &[NewEvent],
+        rejected: &[Rejected],
+    ) -> StoreResult<BatchOutcome> {
+        self.store.append_batch(events, rejected)
+    }
+
+    /// Signs and records a checkpoint of the current head, unless the latest checkpoint
+    /// already covers it. Returns the latest checkpoint.
+    pub fn checkpoint(&mut self) -> StoreResult<StoredCheckpoint> {
+        let size = self.store.size()?;
+        if let Some(latest) = self.store.latest_checkpoint()? {
+            if latest.size == size {
+                return Ok(latest);
+            }
+        }
+        let root = self.store.root()?;
+        let checkpoint = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root,
+        };
+        let note = checkpoint
+            .sign(&self.signer)
+            .map_err(|e| StoreError::Backend(format!("cannot sign checkpoint: {e}")))?;
+        let stored = StoredCheckpoint { size, root, note };
+        self.store.add_checkpoint(&stored)?;
+        Ok(stored)
+    }
+
+    /// Recomputes every leaf hash from the stored bytes and the tree at every signed
+    /// checkpoint, and names the first index that does not match (DESIGN §8).
+    pub fn verify(&self, verifier: &NoteVerifier) -> StoreResult<VerifyReport> {
+        verify_store(self.store.as_ref(), verifier)
+    }
+
+    /// An inclusion proof for `index` in the tree of `size` (default: the latest checkpoint).
+    pub fn inclusion_proof(&self, index: u64, size: Option<u64>) -> StoreResult<InclusionProof> {
+        let size = self.proof_size(size)?;
+        if index >= size {
+            return Err(StoreError::Backend(format!(
+                "index {index} is not in a tree of size {size}"
+            )));
+        }
+        let leaves = self.store.leaf_hashes(0, size)?;
+        let proof =
+            inclusion_proof(&leaves, index).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let leaf = leaves
+            .get(usize::try_from(index).unwrap_or(usize::MAX))
+            .copied()
+            .ok_or_else(|| StoreError::Backend(format!("no leaf at index {index}")))?;
+        Ok(InclusionProof {
+            index,
+            size,
+            root: custody_merkle::root(&leaves),
+            leaf_hash: leaf,
+            proof,
+        })
+    }
+
+    /// A consistency proof from size `from` to size `to` (default: the latest checkpoint).
+    pub fn consistency_proof(&self, from: u64, to: Option<u64>) -> StoreResult<ConsistencyProof> {
+        let to = self.proof_size(to)?;
+        if from > to {
+            return Err(StoreError::Backend(format!(
+                "cannot prove consistency from size {from} to the smaller size {to}"
+            )));
+        }
+        let leaves = self.store.leaf_hashes(0, to)?;
+        let proof =
+            consistency_proof(&leaves, from).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let old = leaves
+            .get(..usize::try_from(from).unwrap_or(usize::MAX))
+            .unwrap_or_default();
+        Ok(ConsistencyProof {
+            from,
+            to,
+            from_root: custody_merkle::root(old),
+            to_root: custody_merkle::root(&leaves),
+            proof,
+        })
+    }
+
+    fn proof_size(&self, size: Option<u64>) -> StoreResult<u64> {
+        let current = self.store.size()?;
+        let size = match size {
+            Some(s) => s,
+            None => match self.store.latest_checkpoint()? {
+                Some(c) => c.size,
+                None => current,
+            },
+        };
+        if size > current {
+            return Err(StoreError::Backend(format!(
+                "the log has {current} events, fewer than the requested size {size}"
+            )));
+        }
+        Ok(size)
+    }
+}
+
+/// `verify` over any store: see [`Ledger::verify`].
+pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> StoreResult<VerifyReport> {
+    let mut problems = Vec::new();
+    let mut first_mismatch: Option<u64> = None;
+    let note_mismatch = |first: &mut Option<u64>, index: u64| {
+        if first.is_none_or(|f| index < f) {
+            *first = Some(index);
+        }
+    };
+
+    // Checkpoints first: each must be validly signed and say what its row says.
+    let mut checkpoints: Vec<(u64, Hash)> = Vec::new();
+    for stored in store.checkpoints()? {
+        match UnverifiedCheckpoint::parse(stored.note.as_bytes()).and_then(|u| u.verify(verifier)) {
+            Ok(c) if c.size == stored.size && c.root == stored.root => {
+                checkpoints.push((c.size, c.root));
+            }
+            Ok(c) => problems.push(format!(
+                "checkpoint row for size {} holds a note for size {} with another root",
+                stored.size, c.size
+            )),
+            Err(e) => problems.push(format!(
+                "checkpoint at size {} does not verify with the given key: {e}",
+                stored.size
+            )),
+        }
+    }
+    checkpoints.sort_by_key(|(size, _)| *size);
+
+    let mut range = CompactRange::new();
+    let mut next_checkpoint = checkpoints.iter().peekable();
+    let mut last_good_checkpoint = 0u64;
+    let mut checked = 0u64;
+    let mut expected_index = 0u64;
+    let mut scan_problems: Vec<String> = Vec::new();
+    store.scan(0, &mut |index, canonical, stored_hash| {
+        if index != expected_index {
+            scan_problems.push(format!(
+                "event at index {expected_index} is missing (the next stored index is {index})"
+            ));
+            note_mismatch(&mut first_mismatch, expected_index);
+            expected_index = index;
+        }
+        let recomputed = leaf_hash(canonical);
+        if &recomputed != stored_hash {
+            if first_mismatch.is_none() {
+                scan_problems.push(format!(
+                    "event at index {index} does not match its stored leaf hash"
+                ));
+            }
+            note_mismatch(&mut first_mismatch, index);
+        }
+        range
+            .push(recomputed)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        expected_index += 1;
+        while let Some((size, root)) = next_checkpoint.peek() {
+            if *size != range.size() {
+                break;
+            }
+            checked += 1;
+            if range.root() == *root {
+                last_good_checkpoint = *size;
+            } else {
+                scan_problems.push(format!(
+                    "the first {size} events do not match the checkpoint signed at size {size}; the difference lies in indexes {last_good_checkpoint}..{}",
+                    size.saturating_sub(1)
+                ));
+                // A leaf already found not to match its stored hash is the precise answer;
+                // otherwise only the checkpoints can tell, to within this range.
+                if first_mismatch.is_none() {
+                    first_mismatch = Some(last_good_checkpoint);
+                }
+            }
+            next_checkpoint.next();
+        }
+        Ok(())
+    })?;
+    problems.append(&mut scan_problems);
+
+    let size = range.size();
+    let root = range.root();
+    for (cp_size, _) in next_checkpoint {
+        problems.push(format!(
+            "a checkpoint was signed at size {cp_size} but only {size} events are stored"
+        ));
+        note_mismatch(&mut first_mismatch, size);
+    }
+    let head_size = store.size()?;
+    if head_size != size {
+        problems.push(format!(
+            "the store reports {head_size} events but {size} were scanned"
+        ));
+    }
+    if first_mismatch.is_none() && store.root()? != root {
+        problems.push("the store's head root differs from the recomputed root".to_owned());
+    }
+    Ok(VerifyReport {
+        ok: problems.is_empty(),
+        size,
+        root,
+        first_mismatch,
+        checkpoints_checked: checked,
+        problems,
+    })
+}
