@@ -1,0 +1,17 @@
+//! Linking events into chains (DESIGN §4) and judging whether a chain is complete.
+//!
+//! A [`Trace`] is the part of the event graph around a starting event or credential: up to
+//! the initiators and down to the effects. Edges come from explicit references (`parents`,
+//! `caused_by`, `request`, `approves`), credential issuance (an action's credential → the
+//! delegation or secret access that issued it; a delegation's `parent_credential` → its
+//! issuer) and, marked `inferred`, from a shared `chain` id or an effect on the same resource
+//! as exactly one action within the inference window. Two or more candidates make no edge and
+//! an ambiguity instead. Every step is an indexed store lookup: no scan of the log.
+
+mod graph;
+mod render;
+
+pub use graph::{
+    Ambiguity, Completeness, Dangling, Edge, EdgeKind, Hop, Link, LinkConfig, Trace, TraceError,
+};
+pub use render::render_text;
