@@ -1,0 +1,80 @@
+//! Ingest throughput: the whole pipeline (parse, redact, type, canonicalize, hash, index,
+//! group commit, checkpoint) beside a bare floor in the same run: a loop that only hashes each
+//! line and inserts it into one SQLite table in one transaction.
+//!
+//! `cargo bench -p custody-cli --bench ingest`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Cursor;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use custody_cli::synth;
+use custody_cli::Ingester;
+use custody_merkle::NoteSigner;
+use custody_model::Redactor;
+use custody_store::Ledger;
+use custody_store_sqlite::SqliteStore;
+
+const EVENTS: u64 = 100_000;
+
+fn ingest(c: &mut Criterion) {
+    let input = synth::ndjson(42, EVENTS);
+    let mut group = c.benchmark_group("ingest");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(EVENTS));
+
+    group.bench_function("custody_pipeline_100k", |b| {
+        b.iter_with_setup(
+            || tempfile::tempdir().unwrap(),
+            |dir| {
+                let store = SqliteStore::open(&dir.path().join("c.db")).unwrap();
+                let signer = NoteSigner::generate("bench/log", [7; 32]).unwrap();
+                let mut ledger = Ledger::new(Box::new(store), signer, "bench/log");
+                let ingester = Ingester::new(Redactor::new(b"bench-key"));
+                let mut summary = custody_cli::IngestSummary::default();
+                ingester
+                    .ingest_reader(
+                        &mut ledger,
+                        "bench",
+                        Box::new(Cursor::new(input.as_bytes().to_vec())),
+                        &mut summary,
+                        None,
+                    )
+                    .unwrap();
+                assert_eq!(summary.accepted, EVENTS);
+                dir
+            },
+        )
+    });
+
+    group.bench_function("floor_hash_and_insert_100k", |b| {
+        b.iter_with_setup(
+            || tempfile::tempdir().unwrap(),
+            |dir| {
+                let mut conn = rusqlite::Connection::open(dir.path().join("f.db")).unwrap();
+                conn.execute_batch(
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+                     CREATE TABLE t (id INTEGER PRIMARY KEY, hash BLOB, body BLOB);",
+                )
+                .unwrap();
+                let tx = conn.transaction().unwrap();
+                {
+                    let mut stmt = tx
+                        .prepare("INSERT INTO t (hash, body) VALUES (?1, ?2)")
+                        .unwrap();
+                    for line in input.lines() {
+                        let h = custody_merkle::leaf_hash(line.as_bytes());
+                        stmt.execute(rusqlite::params![&h[..], line.as_bytes()])
+                            .unwrap();
+                    }
+                }
+                tx.commit().unwrap();
+                dir
+            },
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);

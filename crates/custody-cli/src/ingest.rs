@@ -1,0 +1,276 @@
+//! `custody ingest`: stream files into the log.
+//!
+//! Two threads: a reader prepares lines (parse, redact, canonicalize, hash) in batches, and
+//! the caller's thread appends each batch in one transaction followed by a signed
+//! checkpoint. Memory stays bounded by the channel (two batches in flight) whatever the
+//! input size. A count is reported only after its batch has committed, so an ingest killed
+//! part-way never claims more than is stored, and re-running it completes the rest
+//! (already-stored lines count as duplicates).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal};
+
+use anyhow::{anyhow, Result};
+use custody_ingest::{NdjsonReader, Preparer};
+use custody_model::Redactor;
+use custody_store::{Ledger, LineOrigin, NewEvent, Rejected};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::{EXIT_QUARANTINED, EXIT_USAGE};
+
+/// Events per transaction.
+pub const BATCH: usize = 10_000;
+/// Errors listed in a summary; past this they are counted only.
+pub const MAX_LISTED_ERRORS: usize = 1_000;
+
+/// One error line of the summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestError {
+    /// The file.
+    pub file: String,
+    /// The line (0 when the whole file failed).
+    pub line: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// The result of an ingest (DESIGN §10 shape).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    /// Events appended.
+    pub accepted: u64,
+    /// Events already stored with the same content.
+    pub duplicates: u64,
+    /// Lines quarantined.
+    pub quarantined: u64,
+    /// The first errors, with file and line.
+    pub errors: Vec<IngestError>,
+    /// Errors past [`MAX_LISTED_ERRORS`].
+    pub errors_omitted: u64,
+    /// Whether a file could not be read at all.
+    pub unreadable: bool,
+    /// The log size afterwards.
+    pub size: u64,
+}
+
+impl IngestSummary {
+    fn note_error(&mut self, file: &str, line: u64, reason: &str) {
+        if self.errors.len() < MAX_LISTED_ERRORS {
+            self.errors.push(IngestError {
+                file: file.to_owned(),
+                line,
+                reason: reason.to_owned(),
+            });
+        } else {
+            self.errors_omitted += 1;
+        }
+    }
+
+    /// 0, or 3 when lines were quarantined, or 2 when a file was unreadable.
+    pub fn exit_code(&self) -> u8 {
+        if self.unreadable {
+            EXIT_USAGE
+        } else if self.quarantined > 0 {
+            EXIT_QUARANTINED
+        } else {
+            0
+        }
+    }
+
+    /// `{"accepted", "duplicates", "quarantined", "errors": [{"file", "line", "reason"}]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "errors": self.errors.iter().map(|e| json!({"file": e.file, "line": e.line, "reason": e.reason})).collect::<Vec<_>>(),
+            "errors_omitted": self.errors_omitted,
+            "size": self.size,
+        })
+    }
+
+    /// A short report for people.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "accepted {}, duplicates {}, quarantined {} (log size {})\n",
+            self.accepted, self.duplicates, self.quarantined, self.size
+        );
+        for e in &self.errors {
+            if e.line == 0 {
+                out.push_str(&format!("  {}: {}\n", e.file, e.reason));
+            } else {
+                out.push_str(&format!("  {}:{}: {}\n", e.file, e.line, e.reason));
+            }
+        }
+        if self.errors_omitted > 0 {
+            out.push_str(&format!("  ... and {} more\n", self.errors_omitted));
+        }
+        out
+    }
+}
+
+/// Streams input files into a ledger.
+pub struct Ingester {
+    preparer: Preparer,
+}
+
+enum Prepared {
+    Batch(Vec<NewEvent>, Vec<Rejected>, u64),
+    ReadError(String),
+}
+
+impl Ingester {
+    /// An ingester redacting under `redactor`.
+    pub fn new(redactor: Redactor) -> Ingester {
+        Ingester {
+            preparer: Preparer::new(redactor),
+        }
+    }
+
+    /// Ingests every file (`-` is standard input); a file that cannot be opened is reported
+    /// and the others go on.
+    pub fn ingest_files(
+        &self,
+        ledger: &mut Ledger,
+        files: &[String],
+        progress: bool,
+    ) -> Result<IngestSummary> {
+        let mut summary = IngestSummary::default();
+        let show = progress && std::io::stderr().is_terminal();
+        for name in files {
+            let (input, len): (Box<dyn BufRead + Send>, Option<u64>) = if name == "-" {
+                (
+                    Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())),
+                    None,
+                )
+            } else {
+                match File::open(name) {
+                    Ok(f) => {
+                        let len = f.metadata().ok().map(|m| m.len());
+                        (Box::new(BufReader::with_capacity(1 << 20, f)), len)
+                    }
+                    Err(e) => {
+                        summary.unreadable = true;
+                        summary.note_error(name, 0, &format!("cannot open: {e}"));
+                        continue;
+                    }
+                }
+            };
+            let bar = show.then(|| progress_bar(name, len));
+            self.ingest_reader(ledger, name, input, &mut summary, bar.as_ref())?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+        }
+        summary.size = ledger.store().size()?;
+        Ok(summary)
+    }
+
+    /// Ingests one NDJSON stream named `name`.
+    pub fn ingest_reader(
+        &self,
+        ledger: &mut Ledger,
+        name: &str,
+        input: Box<dyn BufRead + Send>,
+        summary: &mut IngestSummary,
+        bar: Option<&ProgressBar>,
+    ) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded::<Prepared>(2);
+        let preparer = self.preparer.clone();
+        let file = name.to_owned();
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(move || {
+                let mut reader = NdjsonReader::new(input);
+                let mut events = Vec::with_capacity(BATCH);
+                let mut rejected = Vec::new();
+                loop {
+                    let next = reader.next();
+                    let done = match next {
+                        None => true,
+                        Some(Err(e)) => {
+                            let _ = tx.send(Prepared::ReadError(format!("read failed: {e}")));
+                            true
+                        }
+                        Some(Ok(raw)) => {
+                            let origin = LineOrigin {
+                                file: file.clone(),
+                                line: raw.line,
+                            };
+                            match raw.text {
+                                Ok(text) => match preparer.prepare_line(&text, origin) {
+                                    Ok(ev) => events.push(ev),
+                                    Err(rej) => rejected.push(rej),
+                                },
+                                Err(reason) => rejected.push(Rejected {
+                                    origin,
+                                    reason,
+                                    excerpt: String::new(),
+                                }),
+                            }
+                            false
+                        }
+                    };
+                    if done || events.len() + rejected.len() >= BATCH {
+                        let batch = Prepared::Batch(
+                            std::mem::take(&mut events),
+                            std::mem::take(&mut rejected),
+                            reader.bytes_read(),
+                        );
+                        if tx.send(batch).is_err() || done {
+                            break;
+                        }
+                    }
+                }
+            });
+            for prepared in rx {
+                match prepared {
+                    Prepared::Batch(events, rejected, bytes) => {
+                        if events.is_empty() && rejected.is_empty() {
+                            continue;
+                        }
+                        let outcome = ledger
+                            .append(&events, &rejected)
+                            .map_err(|e| anyhow!("{e}"))?;
+                        summary.accepted += outcome.accepted;
+                        summary.duplicates += outcome.duplicates;
+                        summary.quarantined += outcome.quarantined;
+                        for r in rejected.iter().chain(outcome.conflicts.iter()) {
+                            summary.note_error(&r.origin.file, r.origin.line, &r.reason);
+                        }
+                        if let Some(bar) = bar {
+                            bar.set_position(bytes);
+                            bar.set_message(format!("{} accepted", summary.accepted));
+                        }
+                    }
+                    Prepared::ReadError(reason) => {
+                        summary.unreadable = true;
+                        summary.note_error(name, 0, &reason);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        summary
+            .errors
+            .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        Ok(())
+    }
+}
+
+fn progress_bar(name: &str, len: Option<u64>) -> ProgressBar {
+    let bar = match len {
+        Some(len) => ProgressBar::new(len),
+        None => ProgressBar::new_spinner(),
+    };
+    let template = if len.is_some() {
+        "{prefix} [{bar:30}] {bytes}/{total_bytes} {msg} ({eta})"
+    } else {
+        "{prefix} {spinner} {bytes} {msg}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(name.to_owned());
+    bar
+}

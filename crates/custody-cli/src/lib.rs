@@ -1,0 +1,435 @@
+//! The `custody` command line (DESIGN §10).
+//!
+//! `main` only calls [`run`]. Arguments are parsed once by clap into [`Cli`]; each command
+//! is a function taking typed settings. Errors carry context (`anyhow`) and map to the
+//! documented exit codes: 0 success, 1 a negative verdict, 2 bad usage or unreadable input,
+//! 3 ingest finished with quarantined lines.
+
+mod config;
+mod demo;
+mod ingest;
+mod keys;
+pub mod synth;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use custody_chain::{render_text, LinkConfig, Trace};
+use custody_merkle::{NoteVerifier, UnverifiedCheckpoint};
+use custody_store::{Ledger, Store};
+use custody_store_sqlite::SqliteStore;
+use serde_json::json;
+
+pub use config::Config;
+pub use ingest::{IngestSummary, Ingester};
+pub use keys::KeyPaths;
+
+/// Exit status for a negative verdict.
+pub const EXIT_NEGATIVE: u8 = 1;
+/// Exit status for bad usage or unreadable input.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status for an ingest that quarantined lines.
+pub const EXIT_QUARANTINED: u8 = 3;
+
+/// The default log origin (checkpoint origin line and key name).
+pub const DEFAULT_ORIGIN: &str = "custody.local/log";
+
+/// Custody: the chain of custody of delegated machine actions.
+#[derive(Debug, Parser)]
+#[command(name = "custody", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// The database: a SQLite file path.
+    #[arg(long, global = true, env = "CUSTODY_DB", default_value = "custody.db")]
+    db: PathBuf,
+    /// The configuration file (default: ./custody.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// For machines; stable shapes (DESIGN §10).
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the five acceptance stories end to end on a fresh embedded store.
+    Demo {
+        /// Where to put the demo database (default: a new temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Ingest events from files (NDJSON, `custody-event/1`) or `-` for standard input.
+    Ingest {
+        /// Input files; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Never show a progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Show the chain of an event (`source#id` or a unique id) or of a credential.
+    Trace {
+        /// The event.
+        #[arg(required_unless_present = "credential", conflicts_with = "credential")]
+        event: Option<String>,
+        /// A credential id instead of an event.
+        #[arg(long)]
+        credential: Option<String>,
+    },
+    /// Recompute the whole log and check every signed checkpoint.
+    Verify {
+        /// Check against this verifier key file instead of the installation's own key.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Print the latest signed checkpoint (signing one if the log grew).
+    Checkpoint {
+        /// Print the verifier key instead.
+        #[arg(long)]
+        key: bool,
+    },
+    /// Print an inclusion proof (`--index`) or a consistency proof (`--from`/`--to`).
+    Proof {
+        /// The leaf index.
+        #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present = "from")]
+        index: Option<u64>,
+        /// The tree size (default: the latest checkpoint).
+        #[arg(long)]
+        size: Option<u64>,
+        /// The older tree size.
+        #[arg(long)]
+        from: Option<u64>,
+        /// The newer tree size (default: the latest checkpoint).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Write N synthetic events (complete 5-event chains) as NDJSON to standard output,
+    /// for benchmarks and load tests.
+    #[command(hide = true)]
+    GenEvents {
+        /// How many events.
+        count: u64,
+        /// Makes ids unique across runs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => EXIT_USAGE,
+            });
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Everything a command needs to reach the log.
+pub struct Session {
+    /// Parsed configuration.
+    pub config: Config,
+    /// The database path.
+    pub db: PathBuf,
+    /// Key file locations.
+    pub keys: KeyPaths,
+    /// Output format.
+    pub format: Format,
+}
+
+impl Session {
+    fn new(global: &Global) -> Result<Session> {
+        let (config, _) = Config::load(global.config.as_deref())?;
+        let defaults = KeyPaths::beside(&global.db);
+        let keys = KeyPaths {
+            signing: config.keys.signing_key.clone().unwrap_or(defaults.signing),
+            fingerprint: config
+                .keys
+                .fingerprint_key
+                .clone()
+                .unwrap_or(defaults.fingerprint),
+        };
+        Ok(Session {
+            config,
+            db: global.db.clone(),
+            keys,
+            format: global.format,
+        })
+    }
+
+    fn origin(&self) -> String {
+        self.config
+            .log
+            .origin
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ORIGIN.to_owned())
+    }
+
+    fn link_config(&self) -> LinkConfig {
+        LinkConfig {
+            inference_window_secs: i64::from(self.config.chain.inference_window_secs),
+            ..LinkConfig::default()
+        }
+    }
+
+    /// Opens the store; `create` allows a new database (and new keys).
+    fn open_store(&self, create: bool) -> Result<SqliteStore> {
+        if !create && !self.db.exists() {
+            bail!(
+                "no database at `{}` (give --db, set CUSTODY_DB, or run `custody ingest` first)",
+                self.db.display()
+            );
+        }
+        SqliteStore::open(&self.db)
+            .with_context(|| format!("cannot open database `{}`", self.db.display()))
+    }
+
+    /// The ledger with the installation's signing key.
+    fn open_ledger(&self, create: bool) -> Result<Ledger> {
+        let store = self.open_store(create)?;
+        let signer = keys::load_or_create_signer(&self.keys.signing, &self.origin(), create)?;
+        Ok(Ledger::new(Box::new(store), signer, self.origin()))
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<u8> {
+    let ctx = Session::new(&cli.global)?;
+    match cli.command {
+        Command::Demo { dir } => demo::run(&ctx, dir.as_deref()),
+        Command::Ingest { files, no_progress } => cmd_ingest(&ctx, &files, !no_progress),
+        Command::Trace { event, credential } => {
+            cmd_trace(&ctx, event.as_deref(), credential.as_deref())
+        }
+        Command::Verify { key } => cmd_verify(&ctx, key.as_deref()),
+        Command::Checkpoint { key } => cmd_checkpoint(&ctx, key),
+        Command::Proof {
+            index,
+            size,
+            from,
+            to,
+        } => cmd_proof(&ctx, index, size, from, to),
+        Command::GenEvents { count, seed } => {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            let mut line = String::with_capacity(1024);
+            for i in 0..count {
+                line.clear();
+                synth::event_line(seed, i, &mut line);
+                line.push('\n');
+                out.write_all(line.as_bytes())?;
+            }
+            out.flush()?;
+            Ok(0)
+        }
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn cmd_ingest(ctx: &Session, files: &[String], progress: bool) -> Result<u8> {
+    let mut ledger = ctx.open_ledger(true)?;
+    let redactor = keys::load_or_create_redactor(&ctx.keys.fingerprint, true)?;
+    let ingester = Ingester::new(redactor);
+    let summary = ingester.ingest_files(&mut ledger, files, progress)?;
+    match ctx.format {
+        Format::Json => print_json(&summary.to_json())?,
+        Format::Text => print!("{}", summary.to_text()),
+    }
+    Ok(summary.exit_code())
+}
+
+fn cmd_trace(ctx: &Session, event: Option<&str>, credential: Option<&str>) -> Result<u8> {
+    let store = ctx.open_store(false)?;
+    let link = ctx.link_config();
+    let trace = match (event, credential) {
+        (_, Some(cred)) => Trace::of_credential(&store, cred, &link)?,
+        (Some(event), None) => Trace::of_event(&store, event, &link)?,
+        (None, None) => bail!("give an event or --credential"),
+    };
+    match ctx.format {
+        Format::Json => print_json(&trace.to_json())?,
+        Format::Text => print!("{}", render_text(&trace)),
+    }
+    Ok(0)
+}
+
+fn read_verifier(path: &Path) -> Result<NoteVerifier> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read verifier key `{}`", path.display()))?;
+    NoteVerifier::parse(text.trim())
+        .map_err(|e| anyhow!("`{}` is not a verifier key: {e}", path.display()))
+}
+
+fn cmd_verify(ctx: &Session, key: Option<&Path>) -> Result<u8> {
+    let store = ctx.open_store(false)?;
+    let verifier = match key {
+        Some(path) => read_verifier(path)?,
+        None => keys::load_or_create_signer(&ctx.keys.signing, &ctx.origin(), false)?.verifier(),
+    };
+    let report = custody_store::ledger::verify_store(&store, &verifier)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match ctx.format {
+        Format::Json => print_json(&json!({
+            "ok": report.ok,
+            "size": report.size,
+            "root": b64.encode(report.root),
+            "first_mismatch": report.first_mismatch,
+            "checkpoints_checked": report.checkpoints_checked,
+            "problems": report.problems,
+        }))?,
+        Format::Text => {
+            if report.ok {
+                println!(
+                    "ok: {} events, root {}, {} signed checkpoints match",
+                    report.size,
+                    b64.encode(report.root),
+                    report.checkpoints_checked
+                );
+            } else {
+                println!("FAILED: the log does not verify");
+                if let Some(i) = report.first_mismatch {
+                    println!("first bad index: {i}");
+                }
+                for p in &report.problems {
+                    println!("  {p}");
+                }
+            }
+        }
+    }
+    Ok(if report.ok { 0 } else { EXIT_NEGATIVE })
+}
+
+fn cmd_checkpoint(ctx: &Session, key: bool) -> Result<u8> {
+    let mut ledger = ctx.open_ledger(false)?;
+    if key {
+        match ctx.format {
+            Format::Json => {
+                print_json(&json!({"origin": ledger.origin(), "key": ledger.verifier_key()}))?
+            }
+            Format::Text => println!("{}", ledger.verifier_key()),
+        }
+        return Ok(0);
+    }
+    let checkpoint = ledger.checkpoint()?;
+    match ctx.format {
+        Format::Json => {
+            let parsed = UnverifiedCheckpoint::parse(checkpoint.note.as_bytes())
+                .map_err(|e| anyhow!("stored checkpoint is malformed: {e}"))?;
+            print_json(&json!({
+                "origin": parsed.origin(),
+                "size": checkpoint.size,
+                "root": base64::engine::general_purpose::STANDARD.encode(checkpoint.root),
+                "note": checkpoint.note,
+            }))?
+        }
+        Format::Text => print!("{}", checkpoint.note),
+    }
+    Ok(0)
+}
+
+fn cmd_proof(
+    ctx: &Session,
+    index: Option<u64>,
+    size: Option<u64>,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<u8> {
+    let ledger = ctx.open_ledger(false)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let lines = |hashes: &[custody_merkle::Hash]| -> Vec<String> {
+        hashes.iter().map(|h| b64.encode(h)).collect()
+    };
+    if let Some(index) = index {
+        let p = ledger.inclusion_proof(index, size)?;
+        match ctx.format {
+            Format::Json => {
+                // The leaf's exact bytes (RFC 8785 JSON), so a verifier can hash them itself.
+                let leaf = ledger
+                    .store()
+                    .event_at(index)?
+                    .map(|e| String::from_utf8_lossy(&e.canonical).into_owned());
+                print_json(&json!({
+                    "index": p.index,
+                    "size": p.size,
+                    "root": b64.encode(p.root),
+                    "leaf_hash": b64.encode(p.leaf_hash),
+                    "leaf_hash_hex": hex::encode(p.leaf_hash),
+                    "leaf": leaf,
+                    "proof": lines(&p.proof),
+                }))?
+            }
+            Format::Text => {
+                for line in lines(&p.proof) {
+                    println!("{line}");
+                }
+            }
+        }
+        return Ok(0);
+    }
+    let Some(from) = from else {
+        bail!("give --index I [--size N], or --from M [--to N]");
+    };
+    if size.is_some() {
+        bail!("--size goes with --index; for a consistency proof use --to");
+    }
+    let p = ledger.consistency_proof(from, to)?;
+    match ctx.format {
+        Format::Json => print_json(&json!({
+            "from": p.from,
+            "to": p.to,
+            "from_root": b64.encode(p.from_root),
+            "to_root": b64.encode(p.to_root),
+            "proof": lines(&p.proof),
+        }))?,
+        Format::Text => {
+            for line in lines(&p.proof) {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Opens a store for tests and tools that hold a path.
+pub fn open_sqlite(path: &Path) -> Result<Box<dyn Store>> {
+    Ok(Box::new(SqliteStore::open(path)?))
+}
