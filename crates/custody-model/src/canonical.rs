@@ -2,11 +2,20 @@
 //!
 //! The Merkle leaf of an event is the SHA-256 leaf hash of its canonical JSON (DESIGN §8), so
 //! two parties that hold the same JSON object compute the same leaf whatever key order or
-//! number spelling they received. The implementation is the `serde_json_canonicalizer` crate,
-//! which follows RFC 8785 §3.2 (sorted keys by UTF-16 code units, ECMAScript number form,
-//! minimal string escaping).
+//! number spelling they received. This is a direct writer over `serde_json::Value`, because
+//! it runs once per ingested event and a general-purpose canonicalizer cost more than the rest
+//! of ingest together; the `serde_json_canonicalizer` crate is kept as the test oracle
+//! (a property test checks byte-for-byte agreement on arbitrary values).
+//!
+//! RFC 8785 §3.2: object members sorted by the UTF-16 code units of their names (§3.2.3);
+//! strings with the minimal escaping of ECMAScript `JSON.stringify` (§3.2.2.2); numbers as
+//! ECMAScript `Number.prototype.toString` of the IEEE 754 double (§3.2.2.3, via `ryu-js`);
+//! no whitespace.
 
-use serde_json::Value;
+use std::cmp::Ordering;
+use std::io::Write as _;
+
+use serde_json::{Map, Number, Value};
 
 /// Why a value has no canonical form.
 #[derive(Debug, thiserror::Error)]
@@ -15,57 +24,182 @@ pub struct CanonicalError(String);
 
 /// The RFC 8785 canonical bytes of a JSON value.
 pub fn canonical_json(value: &Value) -> Result<Vec<u8>, CanonicalError> {
-    serde_json_canonicalizer::to_vec(value).map_err(|e| CanonicalError(e.to_string()))
+    let mut out = Vec::with_capacity(512);
+    write_value(value, &mut out)?;
+    Ok(out)
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => write_number(n, out)?,
+        Value::String(s) => write_string(s, out)?,
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_object(map, out)?,
+    }
+    Ok(())
+}
+
+/// RFC 8785 §3.2.3: sort by UTF-16 code units. UTF-8 byte order is code point order, which
+/// differs from UTF-16 order only when a name holds a character at or above U+E000 (its UTF-8
+/// starts with a byte ≥ 0xEE); only then is the slower comparison needed.
+fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    let mut members: Vec<(&String, &Value)> = map.iter().collect();
+    if members.iter().any(|(k, _)| k.bytes().any(|b| b >= 0xEE)) {
+        members.sort_by(|(a, _), (b, _)| utf16_cmp(a, b));
+    } else {
+        members.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+    }
+    out.push(b'{');
+    for (i, (key, value)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(key, out)?;
+        out.push(b':');
+        write_value(value, out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn utf16_cmp(a: &str, b: &str) -> Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+/// The escaping of ECMAScript `JSON.stringify`, which is also `serde_json`'s: `"`, `\`, and
+/// control characters (short forms where they exist, else `\u00xx` in lowercase hex).
+fn write_string(s: &str, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    serde_json::to_writer(&mut *out, s).map_err(|e| CanonicalError(e.to_string()))
+}
+
+/// RFC 8785 §3.2.2.3: the shortest ECMAScript form of the IEEE 754 double.
+fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    const EXACT: i64 = 1 << 53;
+    if let Some(i) = n.as_i64().filter(|i| (-EXACT..=EXACT).contains(i)) {
+        return write!(out, "{i}").map_err(|e| CanonicalError(e.to_string()));
+    }
+    let f = n
+        .as_f64()
+        .filter(|f| f.is_finite())
+        .ok_or_else(|| CanonicalError(format!("number {n} is not a finite double")))?;
+    let mut buf = ryu_js::Buffer::new();
+    out.extend_from_slice(buf.format_finite(f).as_bytes());
+    Ok(())
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    // RFC 8785 §3.2.3 sorting and §3.2.2.3 number serialisation examples.
-    #[test]
-    fn keys_are_sorted_and_numbers_normalised() {
-        let v: Value = serde_json::from_str(
-            r#"{"b": 1.0, "a": [1e2, -0.0, 0.000001, 1e21], "c": "\u00e9\n"}"#,
-        )
-        .unwrap();
-        let out = String::from_utf8(canonical_json(&v).unwrap()).unwrap();
-        assert_eq!(out, "{\"a\":[100,0,0.000001,1e+21],\"b\":1,\"c\":\"é\\n\"}");
+    fn canon(text: &str) -> String {
+        String::from_utf8(canonical_json(&serde_json::from_str(text).unwrap()).unwrap()).unwrap()
     }
 
     #[test]
+    fn keys_are_sorted_and_numbers_normalised() {
+        assert_eq!(
+            canon(
+                r#"{"b": 1.0, "a": [1e2, -0.0, 0.000001, 1e21, 123456789012345678], "c": "\u00e9\n\u001f"}"#
+            ),
+            "{\"a\":[100,0,0.000001,1e+21,123456789012345680],\"b\":1,\"c\":\"é\\n\\u001f\"}"
+        );
+    }
+
+    /// RFC 8785 §3.2.3, the sorting example: names sort by UTF-16 code units.
+    #[test]
     fn the_rfc_8785_sorting_example() {
-        // RFC 8785 §3.2.3: keys sort by UTF-16 code units.
-        let v: Value = serde_json::from_str(
+        let out = canon(
             r#"{"\u20ac":"Euro Sign","\r":"Carriage Return","\ufb33":"Hebrew Letter Dalet With Dagesh","1":"One","\ud83d\ude00":"Emoji: Grinning Face","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis"}"#,
-        )
-        .unwrap();
-        let out = String::from_utf8(canonical_json(&v).unwrap()).unwrap();
-        let keys: Vec<&str> = out.split("\":\"").collect();
-        let order = [
+        );
+        let order: Vec<usize> = [
             "Carriage Return",
             "One",
             "Control",
-            "Latin Small",
+            "Latin Small Letter O",
             "Euro Sign",
-            "Emoji",
-            "Hebrew",
-        ];
-        let mut pos = 0;
-        for name in order {
-            let at = out[pos..].find(name).map(|p| p + pos).unwrap();
-            pos = at;
+            "Emoji: Grinning Face",
+            "Hebrew Letter Dalet",
+        ]
+        .iter()
+        .map(|v| out.find(v).unwrap())
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{out}");
+    }
+
+    /// RFC 8785 Appendix B number samples (IEEE 754 → ECMAScript text).
+    #[test]
+    fn rfc_8785_number_samples() {
+        for (input, want) in [
+            ("0", "0"),
+            ("-0.0", "0"),
+            ("5e-324", "5e-324"),
+            ("1.7976931348623157e308", "1.7976931348623157e+308"),
+            ("9007199254740992", "9007199254740992"),
+            ("9007199254740993", "9007199254740992"),
+            ("295147905179352830000", "295147905179352830000"),
+            ("1e+23", "1e+23"),
+            ("0.000001", "0.000001"),
+            ("1e-7", "1e-7"),
+            ("333333333.3333333", "333333333.3333333"),
+        ] {
+            assert_eq!(canon(input), want, "{input}");
         }
-        assert!(keys.len() > 1);
     }
 
     #[test]
     fn equal_objects_have_equal_bytes() {
-        let a: Value = serde_json::from_str(r#"{"x":{"b":2,"a":1},"y":[true,null]}"#).unwrap();
-        let b: Value =
-            serde_json::from_str(r#"{ "y" : [ true , null ], "x" : { "a" : 1 , "b" : 2 } }"#)
-                .unwrap();
-        assert_eq!(canonical_json(&a).unwrap(), canonical_json(&b).unwrap());
+        assert_eq!(
+            canon(r#"{"x":{"b":2,"a":1},"y":[true,null]}"#),
+            canon(r#"{ "y" : [ true , null ], "x" : { "a" : 1 , "b" : 2 } }"#)
+        );
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+            "[\u{0}-\u{1f}\"\\\\a\u{7f}\u{e000}\u{10000}\u{ffff}é]{0,6}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    "[a-z\u{80}\u{e000}\u{ff5e}\u{1f600}]{0,4}",
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Byte-for-byte agreement with an independent RFC 8785 implementation.
+        #[test]
+        fn agrees_with_serde_json_canonicalizer(v in json()) {
+            let ours = canonical_json(&v).unwrap();
+            let theirs = serde_json_canonicalizer::to_vec(&v).unwrap();
+            prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        }
     }
 }

@@ -53,8 +53,6 @@ fn shape_regex() -> Option<&'static Regex> {
             r"|\bnpm_[A-Za-z0-9]{36}",
             // HashiCorp Vault service, batch and recovery tokens.
             r"|\bhv[sbr]\.[A-Za-z0-9_-]{20,}",
-            // Runs of base64 characters: AWS secret keys, session tokens, other blobs.
-            r"|[A-Za-z0-9/+]{32,}={0,2}",
         ))
         .ok()
     })
@@ -84,6 +82,37 @@ fn base64_run_is_secret(run: &str) -> bool {
         n if n >= 64 => slashes * 16 < n,
         _ => false,
     }
+}
+
+/// Spans of runs of base64 characters (`A-Za-z0-9/+`, then up to two `=`) that are secrets
+/// by [`base64_run_is_secret`] or start like an AWS session token.
+fn secret_base64_runs(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || b == b'/' || b == b'+';
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes.get(i).copied().is_some_and(is_b64) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while bytes.get(i).copied().is_some_and(is_b64) {
+            i += 1;
+        }
+        let mut end = i;
+        while end < i + 2 && bytes.get(end) == Some(&b'=') {
+            end += 1;
+        }
+        if i - start >= 32 {
+            let run = text.get(start..end).unwrap_or_default();
+            if base64_run_is_secret(run) || is_token_prefix(run) {
+                spans.push((start, end));
+            }
+        }
+        i = end.max(i);
+    }
+    spans
 }
 
 /// Field names (lowercase, without `_` and `-`) whose values are secrets.
@@ -149,31 +178,29 @@ impl Redactor {
         let Some(shape) = shape_regex() else {
             return Cow::Owned(self.fingerprint(text));
         };
-        let mut out: Option<String> = None;
-        let mut last = 0;
-        for m in shape.find_iter(text) {
-            let found = m.as_str();
-            let is_base64_run = found
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'+' || b == b'=');
-            if is_base64_run
-                && !found.starts_with("eyJ")
-                && !base64_run_is_secret(found)
-                && !is_token_prefix(found)
-            {
-                continue;
+        // Token shapes (found with the regex's literal prefilter) and long base64 runs (found
+        // by one pass over the bytes), merged in order; an overlap keeps the earlier match.
+        let mut spans: Vec<(usize, usize)> = shape
+            .find_iter(text)
+            .map(|m| (m.start(), m.end()))
+            .collect();
+        spans.extend(secret_base64_runs(text));
+        let text: Cow<'t, str> = if spans.is_empty() {
+            Cow::Borrowed(text)
+        } else {
+            spans.sort_unstable();
+            let mut buf = String::with_capacity(text.len());
+            let mut last = 0;
+            for (start, end) in spans {
+                if start < last {
+                    continue;
+                }
+                buf.push_str(text.get(last..start).unwrap_or_default());
+                buf.push_str(&self.fingerprint(text.get(start..end).unwrap_or_default()));
+                last = end;
             }
-            let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
-            buf.push_str(text.get(last..m.start()).unwrap_or_default());
-            buf.push_str(&self.fingerprint(found));
-            last = m.end();
-        }
-        let text: Cow<'t, str> = match out {
-            Some(mut buf) => {
-                buf.push_str(text.get(last..).unwrap_or_default());
-                Cow::Owned(buf)
-            }
-            None => Cow::Borrowed(text),
+            buf.push_str(text.get(last..).unwrap_or_default());
+            Cow::Owned(buf)
         };
         self.redact_url_passwords(text)
     }
