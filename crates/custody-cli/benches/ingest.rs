@@ -47,6 +47,63 @@ fn ingest(c: &mut Criterion) {
         )
     });
 
+    group.bench_function("prepare_only_100k", |b| {
+        let p = custody_ingest::Preparer::new(Redactor::new(b"bench-key"));
+        b.iter(|| {
+            let mut n = 0usize;
+            for (i, line) in input.lines().enumerate() {
+                let origin = custody_store::LineOrigin {
+                    file: "b".into(),
+                    line: i as u64 + 1,
+                };
+                n += p
+                    .prepare_line(line, origin)
+                    .map(|e| e.canonical.len())
+                    .unwrap_or(0);
+            }
+            n
+        })
+    });
+
+    let values: Vec<serde_json::Value> = input
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    group.bench_function("stage_parse_value", |b| {
+        b.iter(|| {
+            input
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.is_object())
+                })
+                .count()
+        })
+    });
+    group.bench_function("stage_redact", |b| {
+        let r = Redactor::new(b"k");
+        b.iter_batched(
+            || values.clone(),
+            |mut vs| vs.iter_mut().map(|v| r.redact_value(v)).sum::<usize>(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("stage_from_value", |b| {
+        b.iter(|| {
+            values
+                .iter()
+                .map(|v| custody_model::Event::from_value(v).is_ok() as usize)
+                .sum::<usize>()
+        })
+    });
+    group.bench_function("stage_canonical", |b| {
+        b.iter(|| {
+            values
+                .iter()
+                .map(|v| custody_model::canonical_json(v).unwrap().len())
+                .sum::<usize>()
+        })
+    });
+
     group.bench_function("floor_hash_and_insert_100k", |b| {
         b.iter_with_setup(
             || tempfile::tempdir().unwrap(),

@@ -214,13 +214,6 @@ impl Ledger {
 /// `verify` over any store: see [`Ledger::verify`].
 pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> StoreResult<VerifyReport> {
     let mut problems = Vec::new();
-    let mut first_mismatch: Option<u64> = None;
-    let note_mismatch = |first: &mut Option<u64>, index: u64| {
-        if first.is_none_or(|f| index < f) {
-            *first = Some(index);
-        }
-    };
-
     // Checkpoints first: each must be validly signed and say what its row says.
     let mut checkpoints: Vec<(u64, Hash)> = Vec::new();
     for stored in store.checkpoints()? {
@@ -240,56 +233,61 @@ pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> StoreResult<V
     }
     checkpoints.sort_by_key(|(size, _)| *size);
 
-    let mut range = CompactRange::new();
-    let mut next_checkpoint = checkpoints.iter().peekable();
-    let mut last_good_checkpoint = 0u64;
-    let mut checked = 0u64;
-    let mut expected_index = 0u64;
-    let mut scan_problems: Vec<String> = Vec::new();
-    store.scan(0, &mut |index, canonical, stored_hash| {
-        if index != expected_index {
-            scan_problems.push(format!(
-                "event at index {expected_index} is missing (the next stored index is {index})"
-            ));
-            note_mismatch(&mut first_mismatch, expected_index);
-            expected_index = index;
-        }
-        let recomputed = leaf_hash(canonical);
-        if &recomputed != stored_hash {
-            if first_mismatch.is_none() {
-                scan_problems.push(format!(
-                    "event at index {index} does not match its stored leaf hash"
-                ));
-            }
-            note_mismatch(&mut first_mismatch, index);
-        }
-        range
-            .push(recomputed)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        expected_index += 1;
-        while let Some((size, root)) = next_checkpoint.peek() {
-            if *size != range.size() {
-                break;
-            }
-            checked += 1;
-            if range.root() == *root {
-                last_good_checkpoint = *size;
-            } else {
-                scan_problems.push(format!(
-                    "the first {size} events do not match the checkpoint signed at size {size}; the difference lies in indexes {last_good_checkpoint}..{}",
-                    size.saturating_sub(1)
-                ));
-                // A leaf already found not to match its stored hash is the precise answer;
-                // otherwise only the checkpoints can tell, to within this range.
-                if first_mismatch.is_none() {
-                    first_mismatch = Some(last_good_checkpoint);
+    // Reading rows (this thread) and re-hashing them (a second thread) overlap: batches of
+    // rows are copied into one buffer each and handed over through a bounded channel.
+    let replay = std::thread::scope(|scope| -> StoreResult<Replay<'_>> {
+        let mut replay = Replay::new(&checkpoints);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RowBatch>(2);
+        let worker = scope.spawn(move || -> StoreResult<Replay<'_>> {
+            for batch in rx {
+                for &(index, start, end, stored) in &batch.rows {
+                    let canonical = batch.bytes.get(start..end).unwrap_or_default();
+                    replay.visit(index, canonical, &stored)?;
                 }
             }
-            next_checkpoint.next();
-        }
-        Ok(())
+            Ok(replay)
+        });
+        let mut batch = RowBatch::default();
+        let scanned = store.scan(0, &mut |index, canonical, stored_hash| {
+            let start = batch.bytes.len();
+            batch.bytes.extend_from_slice(canonical);
+            batch
+                .rows
+                .push((index, start, batch.bytes.len(), *stored_hash));
+            if batch.rows.len() >= ROWS_PER_BATCH {
+                tx.send(std::mem::take(&mut batch))
+                    .map_err(|_| StoreError::Backend("the verify worker stopped".into()))?;
+            }
+            Ok(())
+        });
+        let flushed = if batch.rows.is_empty() {
+            Ok(())
+        } else {
+            tx.send(batch)
+                .map_err(|_| StoreError::Backend("the verify worker stopped".into()))
+        };
+        drop(tx);
+        let done = worker
+            .join()
+            .map_err(|_| StoreError::Backend("the verify worker panicked".into()))??;
+        scanned?;
+        flushed?;
+        Ok(done)
     })?;
+    let Replay {
+        range,
+        next_checkpoint,
+        checked,
+        mut first_mismatch,
+        problems: mut scan_problems,
+        checkpoints: all_checkpoints,
+        ..
+    } = replay;
     problems.append(&mut scan_problems);
+    let next_checkpoint = all_checkpoints
+        .get(next_checkpoint..)
+        .unwrap_or_default()
+        .iter();
 
     let size = range.size();
     let root = range.root();
@@ -316,4 +314,92 @@ pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> StoreResult<V
         checkpoints_checked: checked,
         problems,
     })
+}
+
+/// Rows handed from the reading thread to the hashing thread.
+const ROWS_PER_BATCH: usize = 4096;
+
+#[derive(Default)]
+struct RowBatch {
+    bytes: Vec<u8>,
+    rows: Vec<(u64, usize, usize, Hash)>,
+}
+
+fn note_mismatch(first: &mut Option<u64>, index: u64) {
+    if first.is_none_or(|f| index < f) {
+        *first = Some(index);
+    }
+}
+
+/// The tree rebuilt from the stored bytes, compared with stored hashes and checkpoints.
+struct Replay<'c> {
+    checkpoints: &'c [(u64, Hash)],
+    range: CompactRange,
+    next_checkpoint: usize,
+    last_good_checkpoint: u64,
+    checked: u64,
+    expected_index: u64,
+    first_mismatch: Option<u64>,
+    problems: Vec<String>,
+}
+
+impl<'c> Replay<'c> {
+    fn new(checkpoints: &'c [(u64, Hash)]) -> Self {
+        Replay {
+            checkpoints,
+            range: CompactRange::new(),
+            next_checkpoint: 0,
+            last_good_checkpoint: 0,
+            checked: 0,
+            expected_index: 0,
+            first_mismatch: None,
+            problems: Vec::new(),
+        }
+    }
+
+    fn visit(&mut self, index: u64, canonical: &[u8], stored_hash: &Hash) -> StoreResult<()> {
+        if index != self.expected_index {
+            self.problems.push(format!(
+                "event at index {} is missing (the next stored index is {index})",
+                self.expected_index
+            ));
+            note_mismatch(&mut self.first_mismatch, self.expected_index);
+            self.expected_index = index;
+        }
+        let recomputed = leaf_hash(canonical);
+        if &recomputed != stored_hash {
+            if self.first_mismatch.is_none() {
+                self.problems.push(format!(
+                    "event at index {index} does not match its stored leaf hash"
+                ));
+            }
+            note_mismatch(&mut self.first_mismatch, index);
+        }
+        self.range
+            .push(recomputed)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.expected_index += 1;
+        while let Some((size, root)) = self.checkpoints.get(self.next_checkpoint) {
+            if *size != self.range.size() {
+                break;
+            }
+            self.checked += 1;
+            if self.range.root() == *root {
+                self.last_good_checkpoint = *size;
+            } else {
+                self.problems.push(format!(
+                    "the first {size} events do not match the checkpoint signed at size {size}; the difference lies in indexes {}..{}",
+                    self.last_good_checkpoint,
+                    size.saturating_sub(1)
+                ));
+                // A leaf already found not to match its stored hash is the precise answer;
+                // otherwise only the checkpoints can tell, to within this range.
+                if self.first_mismatch.is_none() {
+                    self.first_mismatch = Some(self.last_good_checkpoint);
+                }
+            }
+            self.next_checkpoint += 1;
+        }
+        Ok(())
+    }
 }
