@@ -346,28 +346,16 @@ impl<'s> Walker<'s> {
         match &e.body {
             EventBody::Action(a) => {
                 if let Some(cred) = &a.credential {
-                    let issuers = self.store.lookup(Lookup::Issued(cred))?;
-                    if issuers.is_empty() {
-                        self.note_dangling(&e.key, "credential", cred.clone());
-                    }
-                    out.extend(issuers.into_iter().map(|i| (i, EdgeKind::Credential)));
+                    out.extend(self.issuers(&e.key, cred, EdgeKind::Credential)?);
                 }
             }
             EventBody::Delegation(d) => {
                 if let Some(parent) = &d.parent_credential {
-                    let issuers = self.store.lookup(Lookup::Issued(parent))?;
-                    if issuers.is_empty() {
-                        self.note_dangling(&e.key, "parent_credential", parent.clone());
-                    }
-                    out.extend(issuers.into_iter().map(|i| (i, EdgeKind::ParentCredential)));
+                    out.extend(self.issuers(&e.key, parent, EdgeKind::ParentCredential)?);
                 }
             }
             EventBody::Revocation(r) => {
-                let issuers = self.store.lookup(Lookup::Issued(&r.credential))?;
-                if issuers.is_empty() {
-                    self.note_dangling(&e.key, "credential", r.credential.clone());
-                }
-                out.extend(issuers.into_iter().map(|i| (i, EdgeKind::Credential)));
+                out.extend(self.issuers(&e.key, &r.credential, EdgeKind::Credential)?);
             }
             EventBody::Effect(eff) if eff.caused_by.is_none() => {
                 let candidates = self.actions_before_effect(node)?;
@@ -392,6 +380,21 @@ impl<'s> Walker<'s> {
             }
         }
         Ok(out)
+    }
+
+    /// The events that issued `credential`, as parents of `event` by `kind`; none is a
+    /// dangling reference.
+    fn issuers(
+        &mut self,
+        event: &EventKey,
+        credential: &str,
+        kind: EdgeKind,
+    ) -> Result<Vec<(StoredEvent, EdgeKind)>, StoreError> {
+        let issuers = self.store.lookup(Lookup::Issued(credential))?;
+        if issuers.is_empty() {
+            self.note_dangling(event, kind.as_str(), credential.to_owned());
+        }
+        Ok(issuers.into_iter().map(|i| (i, kind)).collect())
     }
 
     /// Approvals whose `approves` resolves to this event.
