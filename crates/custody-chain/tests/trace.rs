@@ -79,10 +79,10 @@ fn a_bare_id_naming_two_events_is_ambiguous_and_links_nothing() {
 
 #[test]
 fn an_unlinked_event_joins_its_chain_by_inference() {
-    let s = store(&format!(
-        r#"{{"id":"r1","type":"request","time":"2026-06-06T09:00:00Z","source":"desk","chain":"run-7","initiator":{{"id":"h","kind":"human"}}}}
-{{"id":"a1","type":"action","time":"2026-06-06T09:00:10Z","source":"ci","chain":"run-7","actor":"pipe","operation":"x:list","resource":"r"}}"#
-    ));
+    let s = store(
+        r#"{"id":"r1","type":"request","time":"2026-06-06T09:00:00Z","source":"desk","chain":"run-7","initiator":{"id":"h","kind":"human"}}
+{"id":"a1","type":"action","time":"2026-06-06T09:00:10Z","source":"ci","chain":"run-7","actor":"pipe","operation":"x:list","resource":"r"}"#,
+    );
     let t = trace(&s, "ci#a1");
     let edge = t
         .edges
