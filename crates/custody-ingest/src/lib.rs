@@ -4,11 +4,16 @@
 //! parsing into a typed [`custody_model::Event`], RFC 8785 canonicalization and the RFC 9162
 //! leaf hash. What comes out is either a [`NewEvent`] or a [`Rejected`] line naming the file,
 //! line and reason (itself redacted, so a secret in a bad line never reaches the
-//! quarantine). Adapters for other log formats yield the same `serde_json::Value` objects
-//! and go through the same path. This crate never writes storage.
+//! quarantine). The [`adapters`] read third-party logs (CloudTrail, GCP audit, Kubernetes
+//! audit, Vault audit, OpenTelemetry, GitHub Actions; `docs/formats.md` lists every field read)
+//! and yield the same `serde_json::Value` objects, which go through the same path
+//! ([`Preparer::prepare_adapted`]). This crate never writes storage.
 
+pub mod adapters;
+pub mod fuzzing;
 mod native;
 
+pub use adapters::{detect, read, read_with, Format, Options, Records};
 pub use native::{NdjsonReader, RawLine};
 
 use custody_model::{canonical_json, Event, Redactor};
@@ -48,12 +53,29 @@ impl Preparer {
     /// Prepares one JSON object (from NDJSON or an adapter). The error is a reason.
     pub fn prepare_value(
         &self,
-        mut value: Value,
+        value: Value,
         origin: Option<LineOrigin>,
     ) -> Result<NewEvent, String> {
+        self.prepare_redacting(value, origin)
+            .map_err(|(reason, _)| reason)
+    }
+
+    /// As [`Preparer::prepare_value`]; on error also hands back the redacted object, so a
+    /// caller can quote it without serialising every event in advance.
+    fn prepare_redacting(
+        &self,
+        mut value: Value,
+        origin: Option<LineOrigin>,
+    ) -> Result<NewEvent, (String, Value)> {
         self.redactor.redact_value(&mut value);
-        let event = Event::from_value(&value).map_err(|e| e.to_string())?;
-        let canonical = canonical_json(&value).map_err(|e| e.to_string())?;
+        let event = match Event::from_value(&value) {
+            Ok(event) => event,
+            Err(e) => return Err((e.to_string(), value)),
+        };
+        let canonical = match canonical_json(&value) {
+            Ok(bytes) => bytes,
+            Err(e) => return Err((e.to_string(), value)),
+        };
         let leaf_hash = custody_merkle::leaf_hash(&canonical);
         Ok(NewEvent {
             event,
@@ -61,6 +83,18 @@ impl Preparer {
             leaf_hash,
             origin,
         })
+    }
+
+    /// Prepares one item of an adapter ([`adapters::read`]): the event object is prepared
+    /// like any other; a rejection (and a prepared object that is not a valid event) comes
+    /// back redacted, ready for the quarantine.
+    pub fn prepare_adapted(&self, item: adapters::Item) -> Result<NewEvent, Rejected> {
+        match item {
+            Ok((origin, value)) => self
+                .prepare_redacting(value, Some(origin.clone()))
+                .map_err(|(reason, redacted)| self.reject(origin, &reason, &redacted.to_string())),
+            Err(rejected) => Err(self.reject(rejected.origin, &rejected.reason, &rejected.excerpt)),
+        }
     }
 
     /// A quarantine entry whose reason and excerpt are redacted and bounded.
