@@ -57,6 +57,17 @@ pub const STORIES: [Story; 5] = [
 pub const DEMO_CONFIG: &str = include_str!("../../../examples/custody.toml");
 
 /// The `source#id` of every action in a story, in file order.
+fn keys_in(data: &str) -> BTreeSet<String> {
+    data.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|v| {
+            let source = v.get("source")?.as_str()?;
+            let id = v.get("id")?.as_str()?;
+            Some(format!("{source}#{id}"))
+        })
+        .collect()
+}
+
 fn actions_in(data: &str) -> Vec<String> {
     data.lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -142,13 +153,40 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
                 println!();
             }
         }
+        // The story's findings: those flagged on one of its events.
+        let own = keys_in(story.data);
+        let findings: Vec<custody_rules::Finding> =
+            crate::findings::evaluate(ledger.store(), &config)?
+                .findings
+                .into_iter()
+                .filter(|f| f.flagged().is_some_and(|k| own.contains(&k.to_string())))
+                .collect();
         if json {
             report.push(serde_json::json!({
                 "story": story.title,
                 "file": story.file,
                 "ingest": summary.to_json(),
                 "traces": traces,
+                "findings": findings.iter().map(custody_rules::Finding::to_json).collect::<Vec<_>>(),
             }));
+        } else {
+            println!("findings ({}):", findings.len());
+            for f in &findings {
+                let flagged = f.flagged().map(ToString::to_string).unwrap_or_default();
+                let evidence: Vec<String> =
+                    f.events.iter().skip(1).map(ToString::to_string).collect();
+                println!(
+                    "  [{}] {}  {}",
+                    f.severity.as_str().to_uppercase(),
+                    f.rule,
+                    flagged
+                );
+                if !evidence.is_empty() {
+                    println!("      evidence: {}", evidence.join(", "));
+                }
+                println!("      frameworks: {}", f.frameworks.join(", "));
+            }
+            println!();
         }
     }
 
@@ -180,6 +218,14 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
         println!("  custody --db {db_arg} trace agent-runtime#s1-act-1");
         println!("  custody --db {db_arg} trace --credential AKIAZ7CIPUBL2EXAMPLE");
         println!("  custody --db {db_arg} trace servicedesk#s5-req-3 --format json");
+        println!(
+            "  custody --db {db_arg} --config {} findings",
+            dir.join("custody.toml").display()
+        );
+        println!(
+            "  custody --db {db_arg} --config {} frameworks",
+            dir.join("custody.toml").display()
+        );
         println!("  custody --db {db_arg} proof --index 0");
         println!("  custody --db {db_arg} verify");
     }

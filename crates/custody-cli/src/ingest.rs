@@ -11,6 +11,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal};
 
 use anyhow::{anyhow, Result};
+use std::collections::BTreeMap;
+
+use custody_ingest::adapters::{self, Format};
 use custody_ingest::{NdjsonReader, Preparer};
 use custody_model::Redactor;
 use custody_store::{Ledger, LineOrigin, NewEvent, Rejected};
@@ -52,6 +55,10 @@ pub struct IngestSummary {
     pub unreadable: bool,
     /// The log size afterwards.
     pub size: u64,
+    /// Records understood but carrying nothing to record, by reason (adapters).
+    pub skipped: BTreeMap<String, u64>,
+    /// Records read per input format (adapters).
+    pub formats: BTreeMap<String, u64>,
 }
 
 impl IngestSummary {
@@ -87,6 +94,8 @@ impl IngestSummary {
             "errors": self.errors.iter().map(|e| json!({"file": e.file, "line": e.line, "reason": e.reason})).collect::<Vec<_>>(),
             "errors_omitted": self.errors_omitted,
             "size": self.size,
+            "skipped": self.skipped,
+            "formats": self.formats,
         })
     }
 
@@ -103,6 +112,26 @@ impl IngestSummary {
                 out.push_str(&format!("  {}:{}: {}\n", e.file, e.line, e.reason));
             }
         }
+        if !self.formats.is_empty() {
+            let formats: Vec<String> = self
+                .formats
+                .iter()
+                .map(|(f, n)| format!("{f} {n}"))
+                .collect();
+            out.push_str(&format!("  records by format: {}\n", formats.join(", ")));
+        }
+        let skipped: u64 = self.skipped.values().sum();
+        if skipped > 0 {
+            let reasons: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(r, n)| format!("{r} ({n})"))
+                .collect();
+            out.push_str(&format!(
+                "  skipped {skipped} records with nothing to record: {}\n",
+                reasons.join("; ")
+            ));
+        }
         if self.errors_omitted > 0 {
             out.push_str(&format!("  ... and {} more\n", self.errors_omitted));
         }
@@ -113,11 +142,97 @@ impl IngestSummary {
 /// Streams input files into a ledger.
 pub struct Ingester {
     preparer: Preparer,
+    format: Option<Format>,
 }
 
 enum Prepared {
     Batch(Vec<NewEvent>, Vec<Rejected>, u64),
     ReadError(String),
+    Stats(adapters::Stats),
+}
+
+/// Sends a batch when full (or `done`); false when the receiver is gone.
+fn flush(
+    tx: &crossbeam_channel::Sender<Prepared>,
+    events: &mut Vec<NewEvent>,
+    rejected: &mut Vec<Rejected>,
+    bytes: u64,
+    done: bool,
+) -> bool {
+    if !done && events.len() + rejected.len() < BATCH {
+        return true;
+    }
+    let batch = Prepared::Batch(std::mem::take(events), std::mem::take(rejected), bytes);
+    tx.send(batch).is_ok()
+}
+
+/// The fast path: native NDJSON, one event per line.
+fn produce_native(
+    preparer: &Preparer,
+    file: &str,
+    input: Box<dyn BufRead + Send>,
+    tx: &crossbeam_channel::Sender<Prepared>,
+) {
+    let mut reader = NdjsonReader::new(input);
+    let mut events = Vec::with_capacity(BATCH);
+    let mut rejected = Vec::new();
+    loop {
+        let done = match reader.next() {
+            None => true,
+            Some(Err(e)) => {
+                let _ = tx.send(Prepared::ReadError(format!("read failed: {e}")));
+                true
+            }
+            Some(Ok(raw)) => {
+                let origin = LineOrigin {
+                    file: file.to_owned(),
+                    line: raw.line,
+                };
+                match raw.text {
+                    Ok(text) => match preparer.prepare_line(&text, origin) {
+                        Ok(ev) => events.push(ev),
+                        Err(rej) => rejected.push(rej),
+                    },
+                    Err(reason) => rejected.push(Rejected {
+                        origin,
+                        reason,
+                        excerpt: String::new(),
+                    }),
+                }
+                false
+            }
+        };
+        if !flush(tx, &mut events, &mut rejected, reader.bytes_read(), done) || done {
+            break;
+        }
+    }
+}
+
+/// Third-party formats (DESIGN §6), detected per record unless `format` is forced.
+fn produce_adapted(
+    preparer: &Preparer,
+    file: &str,
+    input: Box<dyn BufRead + Send>,
+    format: Option<Format>,
+    tx: &crossbeam_channel::Sender<Prepared>,
+) {
+    let mut records = adapters::read(format, input, file);
+    let mut events = Vec::with_capacity(BATCH);
+    let mut rejected = Vec::new();
+    loop {
+        let item = records.next();
+        let done = item.is_none();
+        if let Some(item) = item {
+            match preparer.prepare_adapted(item) {
+                Ok(ev) => events.push(ev),
+                Err(rej) => rejected.push(rej),
+            }
+        }
+        if !flush(tx, &mut events, &mut rejected, 0, done) || done {
+            break;
+        }
+    }
+    let _ = tx.send(Prepared::Stats(records.stats().clone()));
 }
 
 impl Ingester {
@@ -125,7 +240,31 @@ impl Ingester {
     pub fn new(redactor: Redactor) -> Ingester {
         Ingester {
             preparer: Preparer::new(redactor),
+            format: None,
         }
+    }
+
+    /// Reads every input as `format` instead of detecting it (`None`: detect per record).
+    pub fn with_format(mut self, format: Option<Format>) -> Ingester {
+        self.format = format;
+        self
+    }
+
+    /// Whether `input` can take the fast path: native `custody-event/1` NDJSON, one complete
+    /// object on its first line, not compressed.
+    fn is_native_ndjson(&self, input: &mut Box<dyn BufRead + Send>) -> bool {
+        if !matches!(self.format, None | Some(Format::Custody)) {
+            return false;
+        }
+        let Ok(peek) = input.fill_buf() else {
+            return false;
+        };
+        let first_line = peek.split(|&b| b == b'\n').next().unwrap_or_default();
+        let object =
+            serde_json::from_slice::<serde_json::Value>(first_line).is_ok_and(|v| v.is_object());
+        object
+            && (self.format == Some(Format::Custody)
+                || adapters::detect(peek) == Some(Format::Custody))
     }
 
     /// Ingests every file (`-` is standard input); a file that cannot be opened is reported
@@ -167,7 +306,8 @@ impl Ingester {
         Ok(summary)
     }
 
-    /// Ingests one NDJSON stream named `name`.
+    /// Ingests one stream named `name`: native NDJSON on the fast path, anything else through
+    /// the adapters.
     pub fn ingest_reader(
         &self,
         ledger: &mut Ledger,
@@ -179,48 +319,15 @@ impl Ingester {
         let (tx, rx) = crossbeam_channel::bounded::<Prepared>(2);
         let preparer = self.preparer.clone();
         let file = name.to_owned();
+        let mut input = input;
+        let native = self.is_native_ndjson(&mut input);
+        let format = self.format;
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || {
-                let mut reader = NdjsonReader::new(input);
-                let mut events = Vec::with_capacity(BATCH);
-                let mut rejected = Vec::new();
-                loop {
-                    let next = reader.next();
-                    let done = match next {
-                        None => true,
-                        Some(Err(e)) => {
-                            let _ = tx.send(Prepared::ReadError(format!("read failed: {e}")));
-                            true
-                        }
-                        Some(Ok(raw)) => {
-                            let origin = LineOrigin {
-                                file: file.clone(),
-                                line: raw.line,
-                            };
-                            match raw.text {
-                                Ok(text) => match preparer.prepare_line(&text, origin) {
-                                    Ok(ev) => events.push(ev),
-                                    Err(rej) => rejected.push(rej),
-                                },
-                                Err(reason) => rejected.push(Rejected {
-                                    origin,
-                                    reason,
-                                    excerpt: String::new(),
-                                }),
-                            }
-                            false
-                        }
-                    };
-                    if done || events.len() + rejected.len() >= BATCH {
-                        let batch = Prepared::Batch(
-                            std::mem::take(&mut events),
-                            std::mem::take(&mut rejected),
-                            reader.bytes_read(),
-                        );
-                        if tx.send(batch).is_err() || done {
-                            break;
-                        }
-                    }
+                if native {
+                    produce_native(&preparer, &file, input, &tx);
+                } else {
+                    produce_adapted(&preparer, &file, input, format, &tx);
                 }
             });
             for prepared in rx {
@@ -246,6 +353,14 @@ impl Ingester {
                     Prepared::ReadError(reason) => {
                         summary.unreadable = true;
                         summary.note_error(name, 0, &reason);
+                    }
+                    Prepared::Stats(stats) => {
+                        for (reason, n) in stats.skipped {
+                            *summary.skipped.entry(reason).or_default() += n;
+                        }
+                        for (format, n) in stats.formats {
+                            *summary.formats.entry(format).or_default() += n;
+                        }
                     }
                 }
             }

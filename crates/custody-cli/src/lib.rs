@@ -7,6 +7,7 @@
 
 mod config;
 mod demo;
+mod findings;
 mod ingest;
 mod keys;
 pub mod synth;
@@ -73,6 +74,8 @@ pub enum Format {
     Text,
     /// For machines; stable shapes (DESIGN §10).
     Json,
+    /// SARIF 2.1.0, for code-scanning viewers (`findings` only).
+    Sarif,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,12 +88,16 @@ enum Command {
     },
     /// Ingest events from files (NDJSON, `custody-event/1`) or `-` for standard input.
     Ingest {
-        /// Input files; `-` reads standard input.
+        /// Input files; `-` reads standard input. Gzip is unpacked.
         #[arg(required = true)]
         files: Vec<String>,
         /// Never show a progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// Read every input as this format instead of detecting it per record: custody,
+        /// cloudtrail, gcp-audit, k8s-audit, vault-audit, otel, github, or auto.
+        #[arg(long, default_value = "auto", value_parser = parse_input_format)]
+        input_format: InputFormat,
     },
     /// Show the chain of an event (`source#id` or a unique id) or of a credential.
     Trace {
@@ -127,6 +134,28 @@ enum Command {
         /// The newer tree size (default: the latest checkpoint).
         #[arg(long)]
         to: Option<u64>,
+    },
+    /// Findings: the rules of DESIGN §5 over the whole log (text, json, sarif).
+    Findings {
+        /// Only this rule (a slug such as `token-reuse`).
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only findings mapped to this control (`CSF:PR.AA-05`, `NHI5`, `ASI03`, or an alias).
+        #[arg(long)]
+        framework: Option<String>,
+        /// Only findings on events at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Exit 1 when a finding is at or above this severity (info, low, medium, high, critical).
+        #[arg(long)]
+        fail_on: Option<String>,
+    },
+    /// Framework coverage: per control, the rules that give evidence for it, the chains
+    /// checked, how many are clean, how many findings.
+    Frameworks {
+        /// Only this control (id or alias).
+        #[arg(long)]
+        framework: Option<String>,
     },
     /// Write N synthetic events (complete 5-event chains) as NDJSON to standard output,
     /// for benchmarks and load tests.
@@ -233,10 +262,32 @@ impl Session {
 }
 
 fn dispatch(cli: Cli) -> Result<u8> {
+    if cli.global.format == Format::Sarif && !matches!(cli.command, Command::Findings { .. }) {
+        bail!("--format sarif is only for `custody findings`; use text or json");
+    }
     let ctx = Session::new(&cli.global)?;
     match cli.command {
+        Command::Findings {
+            rule,
+            framework,
+            since,
+            fail_on,
+        } => findings::cmd_findings(
+            &ctx,
+            &findings::Filter {
+                rule,
+                framework,
+                since,
+                fail_on,
+            },
+        ),
+        Command::Frameworks { framework } => findings::cmd_frameworks(&ctx, framework.as_deref()),
         Command::Demo { dir } => demo::run(&ctx, dir.as_deref()),
-        Command::Ingest { files, no_progress } => cmd_ingest(&ctx, &files, !no_progress),
+        Command::Ingest {
+            files,
+            no_progress,
+            input_format,
+        } => cmd_ingest(&ctx, &files, !no_progress, input_format.0),
         Command::Trace { event, credential } => {
             cmd_trace(&ctx, event.as_deref(), credential.as_deref())
         }
@@ -270,13 +321,40 @@ fn print_json(value: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-fn cmd_ingest(ctx: &Session, files: &[String], progress: bool) -> Result<u8> {
+/// `--input-format`: a forced format, or `None` to detect per record.
+#[derive(Clone, Copy, Debug)]
+struct InputFormat(Option<custody_ingest::adapters::Format>);
+
+fn parse_input_format(name: &str) -> Result<InputFormat, String> {
+    if name == "auto" {
+        return Ok(InputFormat(None));
+    }
+    custody_ingest::adapters::Format::parse(name)
+        .map(|f| InputFormat(Some(f)))
+        .ok_or_else(|| {
+            let names: Vec<&str> = custody_ingest::adapters::Format::ALL
+                .iter()
+                .map(|f| f.name())
+                .collect();
+            format!(
+                "unknown input format `{name}`: expected auto, {}",
+                names.join(", ")
+            )
+        })
+}
+
+fn cmd_ingest(
+    ctx: &Session,
+    files: &[String],
+    progress: bool,
+    format: Option<custody_ingest::adapters::Format>,
+) -> Result<u8> {
     let mut ledger = ctx.open_ledger(true)?;
     let redactor = keys::load_or_create_redactor(&ctx.keys.fingerprint, true)?;
-    let ingester = Ingester::new(redactor);
+    let ingester = Ingester::new(redactor).with_format(format);
     let summary = ingester.ingest_files(&mut ledger, files, progress)?;
     match ctx.format {
-        Format::Json => print_json(&summary.to_json())?,
+        Format::Json | Format::Sarif => print_json(&summary.to_json())?,
         Format::Text => print!("{}", summary.to_text()),
     }
     Ok(summary.exit_code())
@@ -291,7 +369,7 @@ fn cmd_trace(ctx: &Session, event: Option<&str>, credential: Option<&str>) -> Re
         (None, None) => bail!("give an event or --credential"),
     };
     match ctx.format {
-        Format::Json => print_json(&trace.to_json())?,
+        Format::Json | Format::Sarif => print_json(&trace.to_json())?,
         Format::Text => print!("{}", render_text(&trace)),
     }
     Ok(0)
@@ -313,7 +391,7 @@ fn cmd_verify(ctx: &Session, key: Option<&Path>) -> Result<u8> {
     let report = custody_store::ledger::verify_store(&store, &verifier)?;
     let b64 = base64::engine::general_purpose::STANDARD;
     match ctx.format {
-        Format::Json => print_json(&json!({
+        Format::Json | Format::Sarif => print_json(&json!({
             "ok": report.ok,
             "size": report.size,
             "root": b64.encode(report.root),
@@ -347,7 +425,7 @@ fn cmd_checkpoint(ctx: &Session, key: bool) -> Result<u8> {
     let mut ledger = ctx.open_ledger(false)?;
     if key {
         match ctx.format {
-            Format::Json => {
+            Format::Json | Format::Sarif => {
                 print_json(&json!({"origin": ledger.origin(), "key": ledger.verifier_key()}))?
             }
             Format::Text => println!("{}", ledger.verifier_key()),
@@ -356,7 +434,7 @@ fn cmd_checkpoint(ctx: &Session, key: bool) -> Result<u8> {
     }
     let checkpoint = ledger.checkpoint()?;
     match ctx.format {
-        Format::Json => {
+        Format::Json | Format::Sarif => {
             let parsed = UnverifiedCheckpoint::parse(checkpoint.note.as_bytes())
                 .map_err(|e| anyhow!("stored checkpoint is malformed: {e}"))?;
             print_json(&json!({
@@ -386,7 +464,7 @@ fn cmd_proof(
     if let Some(index) = index {
         let p = ledger.inclusion_proof(index, size)?;
         match ctx.format {
-            Format::Json => {
+            Format::Json | Format::Sarif => {
                 // The leaf's exact bytes (RFC 8785 JSON), so a verifier can hash them itself.
                 let leaf = ledger
                     .store()
@@ -418,7 +496,7 @@ fn cmd_proof(
     }
     let p = ledger.consistency_proof(from, to)?;
     match ctx.format {
-        Format::Json => print_json(&json!({
+        Format::Json | Format::Sarif => print_json(&json!({
             "from": p.from,
             "to": p.to,
             "from_root": b64.encode(p.from_root),
