@@ -86,7 +86,8 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Ingest events from files (NDJSON, `custody-event/1`) or `-` for standard input.
+    /// Ingest events from files or `-`: native NDJSON, or CloudTrail, GCP audit, Kubernetes
+    /// audit, Vault audit, OpenTelemetry and GitHub logs (detected per record; gzip too).
     Ingest {
         /// Input files; `-` reads standard input. Gzip is unpacked.
         #[arg(required = true)]
