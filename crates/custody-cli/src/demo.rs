@@ -181,6 +181,7 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
                     f.rule,
                     flagged
                 );
+                println!("      {}", f.message);
                 if !evidence.is_empty() {
                     println!("      evidence: {}", evidence.join(", "));
                 }
