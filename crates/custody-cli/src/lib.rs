@@ -21,7 +21,7 @@ use base64::Engine as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use custody_chain::{render_text, LinkConfig, Trace};
 use custody_merkle::{NoteVerifier, UnverifiedCheckpoint};
-use custody_store::{Ledger, Store};
+use custody_store::Ledger;
 use custody_store_sqlite::SqliteStore;
 use serde_json::json;
 
@@ -511,9 +511,4 @@ fn cmd_proof(
         }
     }
     Ok(0)
-}
-
-/// Opens a store for tests and tools that hold a path.
-pub fn open_sqlite(path: &Path) -> Result<Box<dyn Store>> {
-    Ok(Box::new(SqliteStore::open(path)?))
 }

@@ -520,14 +520,7 @@ impl Store for SqliteStore {
                     reason: "the event at this index is missing".into(),
                 });
             }
-            let bytes = row
-                .get_ref(1)
-                .map_err(db)?
-                .as_blob()
-                .map_err(|e| StoreError::Corrupt {
-                    index,
-                    reason: format!("the stored leaf hash is not a blob: {e}"),
-                })?;
+            let bytes = blob_at(row, 1, index, "leaf hash")?;
             out.push(hash_from(bytes, index, "leaf hash")?);
             expected += 1;
         }
@@ -555,22 +548,8 @@ impl Store for SqliteStore {
         let mut rows = stmt.query([start]).map_err(db)?;
         while let Some(row) = rows.next().map_err(db)? {
             let index = to_u64(row.get::<_, i64>(0).map_err(db)?, "index")?;
-            let body = row
-                .get_ref(1)
-                .map_err(db)?
-                .as_blob()
-                .map_err(|e| StoreError::Corrupt {
-                    index,
-                    reason: format!("the stored body is not a blob: {e}"),
-                })?;
-            let hash_bytes =
-                row.get_ref(2)
-                    .map_err(db)?
-                    .as_blob()
-                    .map_err(|e| StoreError::Corrupt {
-                        index,
-                        reason: format!("the stored leaf hash is not a blob: {e}"),
-                    })?;
+            let body = blob_at(row, 1, index, "body")?;
+            let hash_bytes = blob_at(row, 2, index, "leaf hash")?;
             let hash = hash_from(hash_bytes, index, "leaf hash")?;
             f(index, body, &hash)?;
         }
@@ -689,6 +668,22 @@ fn checkpoint_from(row: &Row<'_>) -> StoreResult<StoredCheckpoint> {
         root: hash_from(&root, size, "checkpoint root")?,
         note: row.get(2).map_err(db)?,
     })
+}
+
+/// Column `col` of `row` as a blob; anything else is damage at log `index`.
+fn blob_at<'r>(
+    row: &'r rusqlite::Row<'_>,
+    col: usize,
+    index: u64,
+    what: &str,
+) -> StoreResult<&'r [u8]> {
+    row.get_ref(col)
+        .map_err(db)?
+        .as_blob()
+        .map_err(|e| StoreError::Corrupt {
+            index,
+            reason: format!("the stored {what} is not a blob: {e}"),
+        })
 }
 
 #[cfg(test)]
