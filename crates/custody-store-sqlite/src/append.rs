@@ -1,38 +1,43 @@
 //! The write path: one batch, one transaction.
 //!
-//! Each event is inserted with `ON CONFLICT (id, source) DO NOTHING` at the next log index;
-//! when nothing was inserted, the stored row with that key tells a duplicate (same bytes)
-//! from a conflict (other bytes). Stored or earlier in the same batch makes no difference:
-//! the batch's own rows are visible inside its transaction.
+//! 1. The ids of the whole batch are hashed and looked up in `links` by one statement (the
+//!    keys go in as one JSON array, read with `json_each`); almost always nothing comes back.
+//!    A stored event with the same `source` and `id` (compared as text: keys can collide)
+//!    makes the new one a duplicate (same bytes) or a conflict (other bytes); so does an
+//!    earlier event of the same batch.
+//! 2. The accepted events are inserted [`ROWS`] per statement at the next log indexes.
+//! 3. Their link keys (see [`crate::links`]) are collected over the batch, sorted, so that
+//!    the one B-tree is walked in order, grouped (one row per key and batch) and inserted
+//!    [`LINK_ROWS`] per statement.
 //!
-//! The rows of `refs` and `principals` are collected over the batch, sorted by key (so that
-//! each B-tree is walked in order, which keeps the pages a batch touches together once the
-//! indexes outgrow the cache) and inserted [`LINK_ROWS`] per statement.
-//!
-//! Measured (callgrind, 10k events): SQLite's own work is about 30k instructions per event,
-//! almost all of it B-tree inserts: the row, the `(id, source)` key, on average 1.8 partial
-//! index entries, 0.8 refs and 1 principal. Multi-row `INSERT ... RETURNING` for the events
-//! themselves was tried and cost more than it saved.
+//! The schema has no unique constraint on `(source, id)`: this module is the only writer,
+//! and it runs inside `BEGIN IMMEDIATE`, so no other writer can slip an event in between the
+//! check and the insert.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use custody_merkle::CompactRange;
-use custody_model::{Event, EventBody};
 use custody_store::{BatchOutcome, LineOrigin, NewEvent, Rejected, StoreError, StoreResult};
-use rusqlite::{params, Connection, Statement};
+use rusqlite::{Connection, Statement};
 
+use crate::links::{expand, group, keys_of, link_key, Tag};
 use crate::{db, excerpt, to_i64};
 
-/// Rows of `refs` or `principals` per multi-row `INSERT`.
-const LINK_ROWS: usize = 64;
+/// Events per multi-row `INSERT`.
+const ROWS: usize = 32;
 
-const INSERT_EVENT: &str = "INSERT INTO events (idx, source, id, type, time_ns, chain, \
-     credential, parent_credential, resource, secret, body, leaf_hash) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-     ON CONFLICT (id, source) DO NOTHING";
+/// Rows of `links` per multi-row `INSERT`.
+const LINK_ROWS: usize = 128;
 
-const REF_HEAD: &str = "INSERT INTO refs (target_id, idx, n, kind, target_source) VALUES ";
-const REF_ROW: &str = "(?, ?, ?, ?, ?)";
-const PRINCIPAL_HEAD: &str = "INSERT INTO principals (principal_id, idx) VALUES ";
-const PRINCIPAL_ROW: &str = "(?, ?)";
+const EVENT_HEAD: &str = "INSERT INTO events (idx, source, id, type, body, leaf_hash) VALUES ";
+const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?)";
+const LINK_HEAD: &str = "INSERT INTO links (key, first, more) VALUES ";
+const LINK_ROW: &str = "(?, ?, ?)";
+
+/// The `links` rows of a JSON array of keys.
+pub(crate) const LINKS_OF_KEYS: &str =
+    "SELECT l.first, l.more FROM json_each(?1) AS j JOIN links AS l ON l.key = j.value";
 
 /// `head` followed by `rows` copies of `row`, comma-separated.
 fn multi_row_sql(head: &str, row: &str, rows: usize) -> String {
@@ -47,55 +52,97 @@ fn multi_row_sql(head: &str, row: &str, rows: usize) -> String {
     sql
 }
 
-struct RefRow<'a> {
-    target_id: &'a str,
-    idx: i64,
-    n: i64,
-    kind: &'static str,
-    target_source: Option<&'a str>,
-}
+/// Stored events by `(source, id)`, with their index and bytes.
+type Stored = HashMap<(String, String), (i64, Vec<u8>)>;
 
-/// The principals an event names, each once.
-pub(crate) fn principals_of(event: &Event) -> impl Iterator<Item = &str> {
-    let (a, b) = match &event.body {
-        EventBody::Request(r) => (Some(&r.initiator), None),
-        EventBody::Delegation(d) => (Some(&d.from), (d.to.id != d.from.id).then_some(&d.to)),
-        EventBody::Approval(a) => (Some(&a.approver), None),
-        EventBody::Action(a) => (Some(&a.actor), None),
-        EventBody::SecretAccess(s) => (Some(&s.principal), None),
-        EventBody::Revocation(r) => (r.by.as_ref(), None),
-        EventBody::Effect(_) | EventBody::Decision(_) => (None, None),
-    };
-    a.into_iter().chain(b).map(|p| p.id.as_str())
-}
-
-fn secret_of(event: &Event) -> Option<&str> {
-    match &event.body {
-        EventBody::SecretAccess(s) => Some(s.secret.as_str()),
-        _ => None,
+/// The stored events linked under one of `keys` (sorted), by `(source, id)`: each with its
+/// index and bytes. Keys collide, and an id is linked once per source, so more come back than
+/// the batch needs; the caller matches by text.
+fn stored_with_keys(tx: &Connection, keys: &[i64]) -> StoreResult<Stored> {
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
     }
+    let mut json = String::with_capacity(keys.len() * 21 + 2);
+    json.push('[');
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        let _ = write!(json, "{k}");
+    }
+    json.push(']');
+    let mut idxs = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(LINKS_OF_KEYS).map_err(db)?;
+        let mut rows = stmt.query([json]).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            expand_row(row, &mut idxs)?;
+        }
+    }
+    if idxs.is_empty() {
+        return Ok(out);
+    }
+    let mut stmt = tx
+        .prepare_cached("SELECT source, id, body FROM events WHERE idx = ?1")
+        .map_err(db)?;
+    for idx in idxs {
+        let mut rows = stmt.query([idx]).map_err(db)?;
+        if let Some(row) = rows.next().map_err(db)? {
+            out.insert(
+                (row.get(0).map_err(db)?, row.get(1).map_err(db)?),
+                (idx, row.get(2).map_err(db)?),
+            );
+        }
+    }
+    Ok(out)
 }
 
-/// Inserts one event at `idx`; `false` when its `(id, source)` is already stored.
-fn insert_event(stmt: &mut Statement<'_>, idx: i64, e: &NewEvent) -> StoreResult<bool> {
-    let ev = &e.event;
-    let time_ns = i64::try_from(ev.time.unix_nanos()).ok();
-    stmt.execute(params![
-        idx,
-        ev.key.source,
-        ev.key.id,
-        ev.event_type().as_str(),
-        time_ns,
-        ev.chain,
-        ev.credential_id(),
-        ev.parent_credential(),
-        ev.resource(),
-        secret_of(ev),
-        e.canonical,
-        &e.leaf_hash[..],
-    ])
-    .map(|n| n == 1)
-    .map_err(db)
+/// The indexes of a `links` row `(first, more)`, appended to `out`.
+pub(crate) fn expand_row(row: &rusqlite::Row<'_>, out: &mut Vec<i64>) -> StoreResult<()> {
+    let first: i64 = row.get(0).map_err(db)?;
+    let more = row
+        .get_ref(1)
+        .map_err(db)?
+        .as_blob()
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    expand(first, more, out).ok_or_else(|| StoreError::Corrupt {
+        index: u64::try_from(first).unwrap_or(0),
+        reason: "a row of the link index is damaged".into(),
+    })
+}
+
+/// For each event of the batch, the position of the first earlier one with the same `source`
+/// and `id`, if any. `by_hash` is every `(id hash, position)`, sorted by hash, then by key
+/// (compared only when hashes are equal), then by position: equal keys end up side by side,
+/// the first occurrence first.
+fn earlier_in_batch(events: &[NewEvent], by_hash: &mut [(i64, usize)]) -> Vec<Option<usize>> {
+    let key = |pos: usize| events.get(pos).map(|e| &e.event.key);
+    by_hash.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| key(a.1).cmp(&key(b.1)))
+            .then(a.1.cmp(&b.1))
+    });
+    let mut earlier = vec![None; events.len()];
+    let mut first: Option<(i64, usize)> = None;
+    for &(hash, pos) in by_hash.iter() {
+        match first {
+            Some((h, p)) if h == hash && key(p) == key(pos) => {
+                if let Some(slot) = earlier.get_mut(pos) {
+                    *slot = Some(p);
+                }
+            }
+            _ => first = Some((hash, pos)),
+        }
+    }
+    earlier
+}
+
+/// What to do with one event of the batch.
+enum Verdict {
+    Accept,
+    Duplicate,
+    Conflict(i64),
 }
 
 /// Appends `events` inside the open transaction `tx`, extending `range`; records conflicts in
@@ -106,90 +153,137 @@ pub(crate) fn append_events(
     range: &mut CompactRange,
     outcome: &mut BatchOutcome,
 ) -> StoreResult<()> {
-    let mut refs: Vec<RefRow<'_>> = Vec::new();
-    let mut principals: Vec<(&str, i64)> = Vec::new();
-    let mut insert = tx.prepare_cached(INSERT_EVENT).map_err(db)?;
-    let mut existing = tx
-        .prepare_cached("SELECT idx, body FROM events WHERE id = ?1 AND source = ?2")
-        .map_err(db)?;
-    for e in events {
-        let next = to_i64(range.size(), "log index")?;
-        if !insert_event(&mut insert, next, e)? {
-            let (at, body): (i64, Vec<u8>) = existing
-                .query_row([&e.event.key.id, &e.event.key.source], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .map_err(db)?;
-            if body == e.canonical {
-                outcome.duplicates += 1;
+    // The batch's ids by hash, with their positions: sorted, for the query and for finding
+    // events of the batch that share a key.
+    let mut by_hash: Vec<(i64, usize)> = events
+        .iter()
+        .enumerate()
+        .map(|(pos, e)| (link_key(Tag::Id, &e.event.key.id), pos))
+        .collect();
+    let earlier = earlier_in_batch(events, &mut by_hash);
+    let mut keys: Vec<i64> = by_hash.iter().map(|(k, _)| *k).collect();
+    keys.dedup();
+    let stored = stored_with_keys(tx, &keys)?;
+
+    // The log index given to each event of the batch that was accepted.
+    let mut given: Vec<Option<i64>> = vec![None; events.len()];
+    let mut accepted: Vec<(i64, &NewEvent)> = Vec::with_capacity(events.len());
+    for (pos, e) in events.iter().enumerate() {
+        let (source, id) = (e.event.key.source.as_str(), e.event.key.id.as_str());
+        let same_key = if stored.is_empty() {
+            None
+        } else {
+            stored.get(&(source.to_owned(), id.to_owned()))
+        };
+        let verdict = if let Some((at, body)) = same_key {
+            if *body == e.canonical {
+                Verdict::Duplicate
             } else {
-                outcome.conflicts.push(Rejected {
-                    origin: e.origin.clone().unwrap_or_else(|| LineOrigin {
-                        file: "(no file)".into(),
-                        line: 0,
-                    }),
-                    reason: format!(
-                        "conflict: {} is already stored at index {at} with different content",
-                        e.event.key
-                    ),
-                    excerpt: excerpt(&e.canonical),
-                });
+                Verdict::Conflict(*at)
             }
-            continue;
+        } else if let Some((p, at)) = earlier
+            .get(pos)
+            .copied()
+            .flatten()
+            .and_then(|p| Some((p, given.get(p).copied().flatten()?)))
+        {
+            if events
+                .get(p)
+                .is_some_and(|first| first.canonical == e.canonical)
+            {
+                Verdict::Duplicate
+            } else {
+                Verdict::Conflict(at)
+            }
+        } else {
+            Verdict::Accept
+        };
+        match verdict {
+            Verdict::Duplicate => outcome.duplicates += 1,
+            Verdict::Conflict(at) => outcome.conflicts.push(Rejected {
+                origin: e.origin.clone().unwrap_or_else(|| LineOrigin {
+                    file: "(no file)".into(),
+                    line: 0,
+                }),
+                reason: format!(
+                    "conflict: {} is already stored at index {at} with different content",
+                    e.event.key
+                ),
+                excerpt: excerpt(&e.canonical),
+            }),
+            Verdict::Accept => {
+                let next = to_i64(range.size(), "log index")?;
+                range
+                    .push(e.leaf_hash)
+                    .map_err(|err| StoreError::Backend(format!("cannot extend the tree: {err}")))?;
+                if let Some(g) = given.get_mut(pos) {
+                    *g = Some(next);
+                }
+                accepted.push((next, e));
+                outcome.accepted += 1;
+            }
         }
-        for (n, (kind, target)) in (0i64..).zip(e.event.references()) {
-            refs.push(RefRow {
-                target_id: &target.id,
-                idx: next,
-                n,
-                kind: kind.as_str(),
-                target_source: target.source.as_deref(),
-            });
-        }
-        principals.extend(principals_of(&e.event).map(|p| (p, next)));
-        range
-            .push(e.leaf_hash)
-            .map_err(|err| StoreError::Backend(format!("cannot extend the tree: {err}")))?;
-        outcome.accepted += 1;
     }
 
-    // Sorted by key, the index inserts walk each B-tree in order.
-    refs.sort_unstable_by(|a, b| (a.target_id, a.idx, a.n).cmp(&(b.target_id, b.idx, b.n)));
-    insert_links(tx, REF_HEAD, REF_ROW, 5, &refs, |stmt, at, r| {
-        stmt.raw_bind_parameter(at, r.target_id)?;
-        stmt.raw_bind_parameter(at + 1, r.idx)?;
-        stmt.raw_bind_parameter(at + 2, r.n)?;
-        stmt.raw_bind_parameter(at + 3, r.kind)?;
-        stmt.raw_bind_parameter(at + 4, r.target_source)
-    })?;
-    principals.sort_unstable();
-    insert_links(
+    insert_rows(
         tx,
-        PRINCIPAL_HEAD,
-        PRINCIPAL_ROW,
-        2,
-        &principals,
-        |stmt, at, p| {
-            stmt.raw_bind_parameter(at, p.0)?;
-            stmt.raw_bind_parameter(at + 1, p.1)
+        EVENT_HEAD,
+        EVENT_ROW,
+        6,
+        ROWS,
+        &accepted,
+        |stmt, at, (idx, e)| {
+            stmt.raw_bind_parameter(at, *idx)?;
+            stmt.raw_bind_parameter(at + 1, e.event.key.source.as_str())?;
+            stmt.raw_bind_parameter(at + 2, e.event.key.id.as_str())?;
+            stmt.raw_bind_parameter(at + 3, e.event.event_type().as_str())?;
+            stmt.raw_bind_parameter(at + 4, e.canonical.as_slice())?;
+            stmt.raw_bind_parameter(at + 5, &e.leaf_hash[..])
+        },
+    )?;
+
+    // Sorted by key, the inserts walk the B-tree in order. An event can name the same text
+    // twice under one tag (two references to one id): one row is enough.
+    let mut links: Vec<(i64, i64)> = Vec::with_capacity(accepted.len() * 6);
+    for (idx, e) in &accepted {
+        keys_of(&e.event, |k| links.push((k, *idx)));
+    }
+    links.sort_unstable();
+    links.dedup();
+    let mut rows: Vec<(i64, i64, Vec<u8>)> = Vec::new();
+    group(&links, |key, first, more| {
+        rows.push((key, first, more.to_vec()))
+    });
+    insert_rows(
+        tx,
+        LINK_HEAD,
+        LINK_ROW,
+        3,
+        LINK_ROWS,
+        &rows,
+        |stmt, at, (k, first, more)| {
+            stmt.raw_bind_parameter(at, *k)?;
+            stmt.raw_bind_parameter(at + 1, *first)?;
+            stmt.raw_bind_parameter(at + 2, more.as_slice())
         },
     )?;
     Ok(())
 }
 
-/// Inserts `rows` with [`LINK_ROWS`]-row statements, then one-row statements for the rest.
-fn insert_links<T>(
+/// Inserts `rows` with `per`-row statements, then one-row statements for the rest.
+fn insert_rows<T>(
     tx: &Connection,
     head: &str,
     row: &str,
     params: usize,
+    per: usize,
     rows: &[T],
     bind: impl Fn(&mut Statement<'_>, usize, &T) -> rusqlite::Result<()>,
 ) -> StoreResult<()> {
-    let mut chunks = rows.chunks_exact(LINK_ROWS);
-    if rows.len() >= LINK_ROWS {
+    let mut chunks = rows.chunks_exact(per);
+    if rows.len() >= per {
         let mut stmt = tx
-            .prepare_cached(&multi_row_sql(head, row, LINK_ROWS))
+            .prepare_cached(&multi_row_sql(head, row, per))
             .map_err(db)?;
         for chunk in chunks.by_ref() {
             for (r, item) in chunk.iter().enumerate() {

@@ -2,10 +2,11 @@
 //!
 //! [`SqliteStore`] implements [`custody_store::Store`]. The file holds:
 //!
-//! - `events`: the log, one row per event, `idx` = Merkle leaf index, with the RFC 8785 bytes
-//!   (`body`), the RFC 9162 leaf hash, and the few columns the linking lookups need;
-//! - `refs` and `principals`: the explicit references and the principals of each event, for
-//!   `Lookup::ReferencesId` and `Lookup::Principal`;
+//! - `events`: the log, one row per event, `idx` = Merkle leaf index, with `source`, `id` and
+//!   `type` (for people reading the file with `sqlite3`; not indexed), the RFC 8785 bytes
+//!   (`body`) and the RFC 9162 leaf hash;
+//! - `links`: every way an event can be found (`get`, each [`Lookup`], the duplicate check),
+//!   as 64-bit keys hashed from a tag and the text, with the event's index (module `links`);
 //! - `quarantine`, `checkpoints`;
 //! - `log_state`: one row with the size and the compact range (Merkle frontier), written in the
 //!   same transaction as each batch so that `root()` costs O(log n) and opening costs nothing.
@@ -19,6 +20,7 @@
 //! their transaction, so two stores (or two processes) appending to one file stay correct.
 
 mod append;
+mod links;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,7 +34,7 @@ use custody_store::{
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 /// The schema version this build writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a Custody store: "CSTY".
 pub const APPLICATION_ID: i64 = 0x4353_5459;
@@ -45,45 +47,24 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const SCHEMA: &str = r#"
 CREATE TABLE events (
-    idx               INTEGER PRIMARY KEY,
-    source            TEXT    NOT NULL,
-    id                TEXT    NOT NULL,
-    type              TEXT    NOT NULL,
-    time_ns           INTEGER,
-    chain             TEXT,
-    credential        TEXT,
-    parent_credential TEXT,
-    resource          TEXT,
-    secret            TEXT,
-    body              BLOB    NOT NULL,
-    leaf_hash         BLOB    NOT NULL CHECK (length(leaf_hash) = 32),
-    -- (id, source) rather than (source, id): the same index serves get() and Lookup::Id.
-    UNIQUE (id, source)
+    idx       INTEGER PRIMARY KEY,
+    source    TEXT    NOT NULL,
+    id        TEXT    NOT NULL,
+    type      TEXT    NOT NULL,
+    body      BLOB    NOT NULL,
+    leaf_hash BLOB    NOT NULL CHECK (length(leaf_hash) = 32)
 );
--- Partial indexes: an event with no credential, chain, ... costs no index insert there.
-CREATE INDEX events_credential ON events (credential) WHERE credential IS NOT NULL;
-CREATE INDEX events_parent_credential ON events (parent_credential)
-    WHERE parent_credential IS NOT NULL;
-CREATE INDEX events_chain ON events (chain) WHERE chain IS NOT NULL;
-CREATE INDEX events_resource ON events (resource) WHERE resource IS NOT NULL;
-CREATE INDEX events_secret ON events (secret) WHERE secret IS NOT NULL;
 
--- Explicit references (parents, caused_by, request, approves); `n` is the position in the
--- referring event's list. WITHOUT ROWID: the table is its own target_id index.
-CREATE TABLE refs (
-    target_id     TEXT    NOT NULL,
-    idx           INTEGER NOT NULL,
-    n             INTEGER NOT NULL,
-    kind          TEXT    NOT NULL,
-    target_source TEXT,
-    PRIMARY KEY (target_id, idx, n)
-) WITHOUT ROWID;
-
--- Actor, initiator, delegator, delegate, approver, secret reader, revoker: once per event.
-CREATE TABLE principals (
-    principal_id TEXT    NOT NULL,
-    idx          INTEGER NOT NULL,
-    PRIMARY KEY (principal_id, idx)
+-- Every way an event can be found (its key, id, credential, parent credential, chain,
+-- resource, secret, referenced ids, principals), as 64-bit hashes of a tag and the text:
+-- see links.rs. WITHOUT ROWID: the table is its own index.
+-- One row per key and batch: `first` is the first index linked, `more` the gaps to the
+-- others (LEB128).
+CREATE TABLE links (
+    key   INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    more  BLOB    NOT NULL,
+    PRIMARY KEY (key, first)
 ) WITHOUT ROWID;
 
 CREATE TABLE quarantine (
@@ -111,14 +92,10 @@ CREATE TRIGGER events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'custody: events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'custody: events are append-only'); END;
-CREATE TRIGGER refs_no_update BEFORE UPDATE ON refs
-BEGIN SELECT RAISE(ABORT, 'custody: refs are append-only'); END;
-CREATE TRIGGER refs_no_delete BEFORE DELETE ON refs
-BEGIN SELECT RAISE(ABORT, 'custody: refs are append-only'); END;
-CREATE TRIGGER principals_no_update BEFORE UPDATE ON principals
-BEGIN SELECT RAISE(ABORT, 'custody: principals are append-only'); END;
-CREATE TRIGGER principals_no_delete BEFORE DELETE ON principals
-BEGIN SELECT RAISE(ABORT, 'custody: principals are append-only'); END;
+CREATE TRIGGER links_no_update BEFORE UPDATE ON links
+BEGIN SELECT RAISE(ABORT, 'custody: links are append-only'); END;
+CREATE TRIGGER links_no_delete BEFORE DELETE ON links
+BEGIN SELECT RAISE(ABORT, 'custody: links are append-only'); END;
 CREATE TRIGGER quarantine_no_update BEFORE UPDATE ON quarantine
 BEGIN SELECT RAISE(ABORT, 'custody: the quarantine is append-only'); END;
 CREATE TRIGGER quarantine_no_delete BEFORE DELETE ON quarantine
@@ -149,7 +126,7 @@ BEGIN SELECT RAISE(ABORT, 'custody: the log only grows'); END;
 ///   statement sent through this connection.
 /// - 64 MiB of page cache, so that the index pages a large batch touches stay in memory.
 ///
-/// Foreign keys are not enforced: `refs` and `principals` rows are written only by
+/// Foreign keys are not enforced: `links` rows are written only by
 /// [`append::append_events`], in the transaction that inserts their event, and a check per
 /// row costs a lookup into `events` for nothing.
 const CONNECTION_PRAGMAS: &str = "
@@ -161,7 +138,8 @@ const CONNECTION_PRAGMAS: &str = "
     PRAGMA temp_store = MEMORY;
 ";
 
-const EVENT_COLUMNS: &str = "idx, body, leaf_hash";
+/// The `links` rows of one key, in log order.
+const LINKS_OF_KEY: &str = "SELECT first, more FROM links WHERE key = ?1 ORDER BY first";
 
 /// The embedded store: one SQLite file (WAL mode) or, for tests, one in-memory database.
 pub struct SqliteStore {
@@ -316,14 +294,21 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
 
-    fn query_events(&self, sql: &str, key: &str) -> StoreResult<Vec<StoredEvent>> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(db)?;
+impl SqliteStore {
+    /// The indexes linked under `key`, in log order.
+    fn linked(&self, key: i64) -> StoreResult<Vec<i64>> {
+        let mut stmt = self.conn.prepare_cached(LINKS_OF_KEY).map_err(db)?;
         let mut rows = stmt.query([key]).map_err(db)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(db)? {
-            out.push(stored_event(row)?);
+            append::expand_row(row, &mut out)?;
         }
+        // Rows of one key hold disjoint, increasing ranges; sorting costs nothing then, and
+        // keeps each event once whatever the rows say.
+        out.sort_unstable();
+        out.dedup();
         Ok(out)
     }
 }
@@ -480,18 +465,36 @@ impl Store for SqliteStore {
     fn get(&self, key: &EventKey) -> StoreResult<Option<StoredEvent>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT idx, body, leaf_hash FROM events WHERE id = ?1 AND source = ?2")
+            .prepare_cached(
+                "SELECT idx, body, leaf_hash FROM events WHERE idx = ?1 AND source = ?2 AND id = ?3",
+            )
             .map_err(db)?;
-        let mut rows = stmt.query([&key.id, &key.source]).map_err(db)?;
-        match rows.next().map_err(db)? {
-            Some(row) => stored_event(row).map(Some),
-            None => Ok(None),
+        for idx in self.linked(links::link_key(links::Tag::Id, &key.id))? {
+            let mut rows = stmt.query(params![idx, &key.source, &key.id]).map_err(db)?;
+            if let Some(row) = rows.next().map_err(db)? {
+                return stored_event(row).map(Some);
+            }
         }
+        Ok(None)
     }
 
     fn lookup(&self, by: Lookup<'_>) -> StoreResult<Vec<StoredEvent>> {
-        let (sql, key) = lookup_sql(by);
-        self.query_events(&sql, key)
+        // A link key can collide: every candidate is checked against its typed fields.
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT idx, body, leaf_hash FROM events WHERE idx = ?1")
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for idx in self.linked(links::key_of_lookup(by))? {
+            let mut rows = stmt.query([idx]).map_err(db)?;
+            if let Some(row) = rows.next().map_err(db)? {
+                let event = stored_event(row)?;
+                if links::matches(&event.event, by) {
+                    out.push(event);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn leaf_hashes(&self, start: u64, end: u64) -> StoreResult<Vec<Hash>> {
@@ -632,34 +635,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// The query behind a [`Lookup`] (one parameter, `?1`) and its argument. Each one is served
-/// by an index: `events (id, source)`, a partial index on one column, or `refs` /
-/// `principals`, whose primary keys start with the looked-up id.
-fn lookup_sql(by: Lookup<'_>) -> (String, &str) {
-    let (filter, key) = match by {
-        Lookup::Id(id) => ("id = ?1", id),
-        Lookup::Issued(c) => (
-            "credential = ?1 AND type IN ('delegation', 'secret_access')",
-            c,
-        ),
-        Lookup::Used(c) => ("credential = ?1 AND type = 'action'", c),
-        Lookup::Revoked(c) => ("credential = ?1 AND type = 'revocation'", c),
-        Lookup::DerivedFrom(c) => ("parent_credential = ?1", c),
-        Lookup::Chain(c) => ("chain = ?1", c),
-        Lookup::Resource(r) => ("resource = ?1 AND type IN ('action', 'effect')", r),
-        Lookup::ReferencesId(id) => ("idx IN (SELECT idx FROM refs WHERE target_id = ?1)", id),
-        Lookup::Principal(p) => (
-            "idx IN (SELECT idx FROM principals WHERE principal_id = ?1)",
-            p,
-        ),
-        Lookup::Secret(s) => ("secret = ?1 AND type = 'secret_access'", s),
-    };
-    (
-        format!("SELECT {EVENT_COLUMNS} FROM events WHERE {filter} ORDER BY idx"),
-        key,
-    )
-}
-
 fn checkpoint_from(row: &Row<'_>) -> StoreResult<StoredCheckpoint> {
     let size = to_u64(row.get(0).map_err(db)?, "checkpoint size")?;
     let root: Vec<u8> = row.get(1).map_err(db)?;
@@ -691,35 +666,34 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn plan(store: &SqliteStore, sql: &str) -> String {
+        let mut stmt = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let n = stmt.parameter_count();
+        for i in 1..=n {
+            stmt.raw_bind_parameter(i, 1i64).unwrap();
+        }
+        let mut rows = stmt.raw_query();
+        let mut plan = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            plan.push(row.get::<_, String>(3).unwrap());
+        }
+        plan.join("; ")
+    }
+
     #[test]
-    fn every_lookup_uses_an_index() {
+    fn lookups_and_the_duplicate_check_use_the_indexes() {
         let store = SqliteStore::open_in_memory().unwrap();
-        for by in [
-            Lookup::Id("x"),
-            Lookup::Issued("x"),
-            Lookup::Used("x"),
-            Lookup::Revoked("x"),
-            Lookup::DerivedFrom("x"),
-            Lookup::Chain("x"),
-            Lookup::Resource("x"),
-            Lookup::ReferencesId("x"),
-            Lookup::Principal("x"),
-            Lookup::Secret("x"),
-        ] {
-            let (sql, key) = lookup_sql(by);
-            let mut stmt = store
-                .conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap();
-            let plan: Vec<String> = stmt
-                .query_map([key], |r| r.get::<_, String>(3))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            let plan = plan.join("; ");
+        for sql in [LINKS_OF_KEY, append::LINKS_OF_KEYS] {
+            let plan = plan(&store, sql);
             assert!(
-                plan.contains("USING") && !plan.contains("SCAN events"),
-                "{by:?} does not use an index: {plan}"
+                plan.contains("USING PRIMARY KEY (key=?)")
+                    && !plan.contains("SCAN links")
+                    && !plan.contains("SCAN l ")
+                    && !plan.contains("TEMP B-TREE"),
+                "{sql}: {plan}"
             );
         }
     }
