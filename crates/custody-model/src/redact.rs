@@ -141,6 +141,22 @@ fn is_secret_field(name: &str) -> bool {
         "credentials",
         "connectionstring",
     ];
+    // Field names are almost always short ASCII: fold them on the stack. Anything else takes
+    // the general path (a non-ASCII letter can lowercase to an ASCII one: U+212A KELVIN SIGN
+    // is `k`).
+    if name.is_ascii() {
+        let mut buf = [0u8; 32];
+        let mut n = 0;
+        for b in name.bytes().filter(|b| *b != b'_' && *b != b'-') {
+            let Some(slot) = buf.get_mut(n) else {
+                return false; // longer than any name in NAMES
+            };
+            *slot = b.to_ascii_lowercase();
+            n += 1;
+        }
+        let folded = buf.get(..n).unwrap_or_default();
+        return NAMES.iter().any(|name| name.as_bytes() == folded);
+    }
     let folded: String = name
         .chars()
         .filter(|c| *c != '_' && *c != '-')
@@ -296,6 +312,29 @@ fn is_token_prefix(run: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn secret_field_names_fold_case_and_separators() {
+        for name in [
+            "password",
+            "Client_Secret",
+            "API-KEY",
+            "aws_secret_access_key",
+            "SessionToken",
+            "to\u{212A}en",
+        ] {
+            assert!(is_secret_field(name), "{name}");
+        }
+        for name in [
+            "pass",
+            "secretary",
+            "token_id",
+            "",
+            "a_very_long_field_name_that_is_no_secret",
+        ] {
+            assert!(!is_secret_field(name), "{name}");
+        }
+    }
 
     const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
     const GHP: &str = "ghp_R2d2C3poA1b2C3d4E5f6G7h8I9j0K1l2M3n4";
