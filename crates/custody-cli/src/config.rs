@@ -30,6 +30,22 @@ pub struct Config {
     /// `[server]`
     #[serde(default)]
     pub server: ServerConfig,
+    /// `[gate]`
+    #[serde(default)]
+    pub gate: GateConfig,
+    /// `[groups]`: group name → member principal ids (Cedar `Custody::Group`).
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+/// `[gate]`: where the Cedar policies are.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    /// A folder of `*.cedar` files, relative to the config file's folder (default: the
+    /// config file's folder itself).
+    #[serde(default)]
+    pub policies: Option<PathBuf>,
 }
 
 /// `[chain]`: linking and depth.
@@ -182,6 +198,13 @@ impl Config {
                 return Err(anyhow!(
                     "{name}: [[approvals]] #{}: give both `param` and `above`, or neither",
                     i + 1
+                ));
+            }
+        }
+        for (group, members) in &self.groups {
+            if group.is_empty() || members.iter().any(String::is_empty) {
+                return Err(anyhow!(
+                    "{name}: [groups] `{group}`: names and member ids must not be empty"
                 ));
             }
         }

@@ -56,6 +56,54 @@ pub const STORIES: [Story; 5] = [
 /// The demo's policy (`examples/custody.toml`).
 pub const DEMO_CONFIG: &str = include_str!("../../../examples/custody.toml");
 
+/// The demo's Cedar policies (`examples/policies/`), by file name.
+pub const DEMO_POLICIES: [(&str, &str); 4] = [
+    (
+        "00-baseline.cedar",
+        include_str!("../../../examples/policies/00-baseline.cedar"),
+    ),
+    (
+        "10-chains-start-at-a-human.cedar",
+        include_str!("../../../examples/policies/10-chains-start-at-a-human.cedar"),
+    ),
+    (
+        "20-agents-no-delete-after-hours.cedar",
+        include_str!("../../../examples/policies/20-agents-no-delete-after-hours.cedar"),
+    ),
+    (
+        "30-large-refunds-need-finance.cedar",
+        include_str!("../../../examples/policies/30-large-refunds-need-finance.cedar"),
+    ),
+];
+
+/// Actions proposed to the gate after the stories (`examples/proposals/`).
+pub const DEMO_PROPOSALS: [(&str, &str); 6] = [
+    (
+        "examples/proposals/01-allow-read-inventory-secret.json",
+        include_str!("../../../examples/proposals/01-allow-read-inventory-secret.json"),
+    ),
+    (
+        "examples/proposals/02-deny-reused-vault-token.json",
+        include_str!("../../../examples/proposals/02-deny-reused-vault-token.json"),
+    ),
+    (
+        "examples/proposals/03-deny-outside-scope.json",
+        include_str!("../../../examples/proposals/03-deny-outside-scope.json"),
+    ),
+    (
+        "examples/proposals/04-allow-approved-refund.json",
+        include_str!("../../../examples/proposals/04-allow-approved-refund.json"),
+    ),
+    (
+        "examples/proposals/05-deny-unapproved-large-refund.json",
+        include_str!("../../../examples/proposals/05-deny-unapproved-large-refund.json"),
+    ),
+    (
+        "examples/proposals/06-deny-leaked-key-no-human.json",
+        include_str!("../../../examples/proposals/06-deny-leaked-key-no-human.json"),
+    ),
+];
+
 /// The `source#id` of every action in a story, in file order.
 fn keys_in(data: &str) -> BTreeSet<String> {
     data.lines()
@@ -102,12 +150,20 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
     }
     let config = Config::parse(DEMO_CONFIG, "examples/custody.toml")?;
     std::fs::write(dir.join("custody.toml"), DEMO_CONFIG)?;
+    let policy_dir = dir.join("policies");
+    std::fs::create_dir_all(&policy_dir)?;
+    let mut sources = Vec::new();
+    for (name, text) in DEMO_POLICIES {
+        std::fs::write(policy_dir.join(name), text)?;
+        sources.push((format!("examples/policies/{name}"), text.to_owned()));
+    }
+    let cedar = crate::gate::cedar_from_sources(&sources, &config)?;
     let key_paths = KeyPaths::beside(&db);
     let store = custody_store_sqlite::SqliteStore::open(&db)?;
     let signer = keys::load_or_create_signer(&key_paths.signing, DEFAULT_ORIGIN, true)?;
     let redactor = keys::load_or_create_redactor(&key_paths.fingerprint, true)?;
     let mut ledger = Ledger::new(Box::new(store), signer, DEFAULT_ORIGIN);
-    let ingester = Ingester::new(redactor);
+    let ingester = Ingester::new(redactor.clone());
     let link = LinkConfig {
         inference_window_secs: i64::from(config.chain.inference_window_secs),
         ..LinkConfig::default()
@@ -156,7 +212,7 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
         // The story's findings: those flagged on one of its events.
         let own = keys_in(story.data);
         let findings: Vec<custody_rules::Finding> =
-            crate::findings::evaluate(ledger.store(), &config)?
+            crate::findings::evaluate(ledger.store(), &config, cedar.clone())?
                 .findings
                 .into_iter()
                 .filter(|f| f.flagged().is_some_and(|k| own.contains(&k.to_string())))
@@ -191,12 +247,56 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
         }
     }
 
+    // The gate: actions proposed against what the stories recorded.
+    let gate = custody_gate::Gate::new(crate::findings::policy(&config), cedar);
+    if !json {
+        println!("━━ The gate: may these actions run? (Cedar policies: examples/policies/) ━━\n");
+    }
+    let mut decisions = Vec::new();
+    for (file, text) in DEMO_PROPOSALS {
+        let (decision, event, index) = decide(&gate, &mut ledger, &redactor, text)
+            .with_context(|| format!("demo proposal {file}"))?;
+        if json {
+            decisions.push(serde_json::json!({
+                "proposal": file,
+                "check": crate::gate::decision_json(&decision, &event, Some(index)),
+            }));
+        } else {
+            let p: Value = serde_json::from_str(text)?;
+            let s = |k: &str| {
+                p.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            println!("$ custody check --action {file}");
+            println!(
+                "  {} asks to run {} on {} with {} at {}",
+                p.pointer("/actor/id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                s("operation"),
+                s("resource"),
+                s("credential"),
+                s("time")
+            );
+            let key = event
+                .get("id")
+                .and_then(Value::as_str)
+                .map(|id| format!("{}#{id}", custody_gate::DECISION_SOURCE))
+                .unwrap_or_default();
+            crate::gate::print_text(&decision, &key, Some(index));
+            println!();
+        }
+    }
+
     let checkpoint = ledger.checkpoint()?;
     let verify = custody_store::ledger::verify_store(ledger.store(), &ledger_verifier(&ledger)?)?;
     if json {
         crate::print_json(&serde_json::json!({
             "db": db.display().to_string(),
             "stories": report,
+            "decisions": decisions,
             "checkpoint": checkpoint.note,
             "verifier_key": ledger.verifier_key(),
             "verify": {"ok": verify.ok, "size": verify.size, "first_mismatch": verify.first_mismatch},
@@ -227,10 +327,42 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
             "  custody --db {db_arg} --config {} frameworks",
             dir.join("custody.toml").display()
         );
+        println!(
+            "  custody --db {db_arg} --config {} check --action examples/proposals/05-deny-unapproved-large-refund.json",
+            dir.join("custody.toml").display()
+        );
         println!("  custody --db {db_arg} proof --index 0");
         println!("  custody --db {db_arg} verify");
     }
     Ok(if verify.ok { 0 } else { crate::EXIT_NEGATIVE })
+}
+
+/// One gate decision in the demo, recorded in the log like `custody check` does.
+fn decide(
+    gate: &custody_gate::Gate,
+    ledger: &mut Ledger,
+    redactor: &custody_model::Redactor,
+    text: &str,
+) -> Result<(custody_gate::GateDecision, Value, u64)> {
+    let value: Value = serde_json::from_str(text)?;
+    let proposed = custody_gate::ProposedAction::parse(value, redactor)?;
+    let at = proposed.time.unwrap_or_else(custody_model::Timestamp::now);
+    let facts = custody_gate::FactIndex::load_for(
+        ledger.store(),
+        &proposed.action,
+        &proposed.source,
+        proposed.key.as_ref(),
+    )?;
+    let decision = gate.decide(&facts, &proposed, at);
+    let size = ledger.store().size()?;
+    let event = gate.decision_event(&proposed, &decision, at, size);
+    let prepared = custody_ingest::Preparer::new(redactor.clone())
+        .prepare_value(event, None)
+        .map_err(|e| anyhow!("cannot record the decision: {e}"))?;
+    let stored: Value = serde_json::from_slice(&prepared.canonical)?;
+    let outcome = ledger.append(std::slice::from_ref(&prepared), &[])?;
+    let index = outcome.size.saturating_sub(1);
+    Ok((decision, stored, index))
 }
 
 fn ledger_verifier(ledger: &Ledger) -> Result<custody_merkle::NoteVerifier> {

@@ -8,6 +8,7 @@
 mod config;
 mod demo;
 mod findings;
+mod gate;
 mod ingest;
 mod keys;
 pub mod synth;
@@ -136,6 +137,14 @@ enum Command {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// The gate: may this action run? Checks the recorded chain behind its credential,
+    /// the scope at every hop, approvals and the Cedar policy; records the decision.
+    /// Exit 0 allow, 1 deny, 2 bad input.
+    Check {
+        /// The proposed action: a file, `-` for standard input, or the JSON itself.
+        #[arg(long)]
+        action: String,
+    },
     /// Findings: the rules of DESIGN §5 over the whole log (text, json, sarif).
     Findings {
         /// Only this rule (a slug such as `token-reuse`).
@@ -199,6 +208,8 @@ where
 pub struct Session {
     /// Parsed configuration.
     pub config: Config,
+    /// The configuration file, when one was read.
+    pub config_path: Option<PathBuf>,
     /// The database path.
     pub db: PathBuf,
     /// Key file locations.
@@ -209,7 +220,7 @@ pub struct Session {
 
 impl Session {
     fn new(global: &Global) -> Result<Session> {
-        let (config, _) = Config::load(global.config.as_deref())?;
+        let (config, config_path) = Config::load(global.config.as_deref())?;
         let defaults = KeyPaths::beside(&global.db);
         let keys = KeyPaths {
             signing: config.keys.signing_key.clone().unwrap_or(defaults.signing),
@@ -221,6 +232,7 @@ impl Session {
         };
         Ok(Session {
             config,
+            config_path,
             db: global.db.clone(),
             keys,
             format: global.format,
@@ -282,6 +294,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 fail_on,
             },
         ),
+        Command::Check { action } => gate::cmd_check(&ctx, &action),
         Command::Frameworks { framework } => findings::cmd_frameworks(&ctx, framework.as_deref()),
         Command::Demo { dir } => demo::run(&ctx, dir.as_deref()),
         Command::Ingest {
