@@ -19,6 +19,10 @@ use custody_model::{Event, Redactor, Timestamp, Verdict};
 use custody_rules::Policy;
 use serde_json::json;
 
+// As in the `custody` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const OTHER_EVENTS: u64 = 100_000;
 const SAMPLES: usize = 200_000;
 

@@ -680,7 +680,7 @@ impl Gate {
             context,
         };
         match cedar.build(request) {
-            Ok((req, entities)) => cedar.evaluate(&req, &entities),
+            Ok((req, entities)) => cedar.evaluate(&a.operation, &req, &entities),
             Err(e) => CedarOutcome {
                 allowed: false,
                 determining: Vec::new(),

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 use cedar_policy::{
     ActionConstraint, AuthorizationError, Authorizer, Context, Decision, Entities, Entity,
@@ -103,10 +104,34 @@ pub struct CedarRequest<'a> {
     pub context: Vec<(&'static str, RestrictedExpression)>,
 }
 
+/// Which operations a policy's scope lets it apply to.
+#[derive(Clone, Debug)]
+enum Applies {
+    /// `action` unconstrained.
+    Any,
+    /// `action == A`: this operation only.
+    Is(String),
+    /// `action in A` or `action in [A, ...]`: these actions and their members.
+    In(Vec<String>),
+}
+
+/// Policy sets per operation, holding only the policies whose `action` scope can match it.
+/// Cedar evaluates every policy of the set it is given; a policy whose scope names other
+/// actions cannot apply (an operation is `in` exactly its prefix groups), so leaving it out
+/// changes no decision and saves its evaluation.
+#[derive(Debug, Default)]
+struct Slices {
+    by_operation: RwLock<HashMap<String, Arc<PolicySet>>>,
+}
+
+/// Bound on the cached slices (distinct operations); past it the cache starts over.
+const MAX_SLICES: usize = 4096;
+
 /// The loaded policy set.
-#[derive(Clone)]
 pub struct CedarPolicy {
     policies: PolicySet,
+    applies: Vec<(cedar_policy::Policy, Applies)>,
+    slices: Slices,
     ids: Vec<String>,
     groups: HashMap<String, Vec<EntityUid>>,
     digest: [u8; 32],
@@ -115,6 +140,24 @@ pub struct CedarPolicy {
     resource_type: EntityTypeName,
     action_type: EntityTypeName,
     call_type: EntityTypeName,
+}
+
+impl Clone for CedarPolicy {
+    fn clone(&self) -> Self {
+        CedarPolicy {
+            policies: self.policies.clone(),
+            applies: self.applies.clone(),
+            slices: Slices::default(),
+            ids: self.ids.clone(),
+            groups: self.groups.clone(),
+            digest: self.digest,
+            authorizer: Authorizer::new(),
+            principal_type: self.principal_type.clone(),
+            resource_type: self.resource_type.clone(),
+            action_type: self.action_type.clone(),
+            call_type: self.call_type.clone(),
+        }
+    }
 }
 
 impl fmt::Debug for CedarPolicy {
@@ -160,6 +203,7 @@ impl CedarPolicy {
         groups: &BTreeMap<String, Vec<String>>,
     ) -> Result<CedarPolicy, PolicyError> {
         let mut set = PolicySet::new();
+        let mut applies_to = Vec::new();
         let mut ids = Vec::new();
         // `*` (every operation) is always declared, so that a policy with an unconstrained
         // `action` is type-checked too.
@@ -214,16 +258,22 @@ impl CedarPolicy {
                         actions.insert(e.id().unescaped().to_owned());
                     }
                 }
-                match policy.action_constraint() {
-                    ActionConstraint::Eq(e) => {
-                        actions.insert(e.id().unescaped().to_owned());
-                    }
+                let applies = match policy.action_constraint() {
+                    ActionConstraint::Eq(e) => Applies::Is(e.id().unescaped().to_owned()),
                     ActionConstraint::In(list) => {
-                        actions.extend(list.iter().map(|e| e.id().unescaped().to_owned()));
+                        Applies::In(list.iter().map(|e| e.id().unescaped().to_owned()).collect())
                     }
-                    ActionConstraint::Any => {}
+                    ActionConstraint::Any => Applies::Any,
+                };
+                match &applies {
+                    Applies::Is(id) => {
+                        actions.insert(id.clone());
+                    }
+                    Applies::In(ids) => actions.extend(ids.iter().cloned()),
+                    Applies::Any => {}
                 }
                 let renamed = policy.new_id(PolicyId::new(id.clone()));
+                applies_to.push((renamed.clone(), applies));
                 set.add(renamed).map_err(|e| PolicyError {
                     file: file.clone(),
                     line: None,
@@ -262,6 +312,8 @@ impl CedarPolicy {
         }
         Ok(CedarPolicy {
             policies: set,
+            applies: applies_to,
+            slices: Slices::default(),
             ids,
             groups: by_member,
             digest: digest.finalize().into(),
@@ -372,11 +424,47 @@ impl CedarPolicy {
         Ok((request, entities))
     }
 
-    /// Evaluates the policies on a request built by [`CedarPolicy::build`].
-    pub fn evaluate(&self, request: &Request, entities: &Entities) -> CedarOutcome {
-        let response = self
-            .authorizer
-            .is_authorized(request, &self.policies, entities);
+    /// The policies that can apply to `operation` (see [`Slices`]).
+    fn slice(&self, operation: &str) -> Arc<PolicySet> {
+        if let Ok(cache) = self.slices.by_operation.read() {
+            if let Some(set) = cache.get(operation) {
+                return Arc::clone(set);
+            }
+        }
+        let mut names = operation_groups(operation);
+        names.push(operation.to_owned());
+        let mut set = PolicySet::new();
+        for (policy, applies) in &self.applies {
+            let relevant = match applies {
+                Applies::Any => true,
+                Applies::Is(id) => id == operation,
+                Applies::In(ids) => ids.iter().any(|id| names.contains(id)),
+            };
+            if relevant {
+                // Ids are unique in `self.policies`, so adding cannot fail.
+                let _ = set.add(policy.clone());
+            }
+        }
+        let set = Arc::new(set);
+        if let Ok(mut cache) = self.slices.by_operation.write() {
+            if cache.len() >= MAX_SLICES {
+                cache.clear();
+            }
+            cache.insert(operation.to_owned(), Arc::clone(&set));
+        }
+        set
+    }
+
+    /// Evaluates the policies that can apply to `operation` on a request built by
+    /// [`CedarPolicy::build`] for it.
+    pub fn evaluate(
+        &self,
+        operation: &str,
+        request: &Request,
+        entities: &Entities,
+    ) -> CedarOutcome {
+        let set = self.slice(operation);
+        let response = self.authorizer.is_authorized(request, &set, entities);
         let diagnostics = response.diagnostics();
         let mut determining: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
         determining.sort();
@@ -472,6 +560,63 @@ mod tests {
         let err = CedarPolicy::from_sources(&[a, b], &BTreeMap::new()).unwrap_err();
         assert_eq!(err.file, "b.cedar");
         assert!(err.message.contains("a.cedar"), "{err}");
+    }
+
+    #[test]
+    fn slicing_by_action_changes_no_decision() {
+        let src = r#"
+            @id("p-any") permit (principal, action, resource) when { principal.kind == "agent" };
+            @id("f-eq") forbid (principal, action == Custody::Action::"erp:refund.create", resource);
+            @id("f-group") forbid (principal, action in Custody::Action::"vault:secret.*", resource) when { resource.id like "*prod*" };
+            @id("f-list") forbid (principal, action in [Custody::Action::"k8s:*", Custody::Action::"dns:record.upsert"], resource);
+            @id("p-root") permit (principal, action in Custody::Action::"*", resource) when { principal.kind == "human" };
+            @id("f-other") forbid (principal, action == Custody::Action::"erp:*", resource);
+        "#;
+        let p =
+            CedarPolicy::from_sources(&[("s.cedar".into(), src.into())], &BTreeMap::new()).unwrap();
+        let full = Authorizer::new();
+        for op in [
+            "erp:refund.create",
+            "erp:refund.read",
+            "erp:invoice",
+            "vault:secret.rotate",
+            "vault:kv.read",
+            "k8s:pods.delete",
+            "dns:record.upsert",
+            "dns:record.delete",
+            "plain",
+        ] {
+            for kind in ["agent", "human", "service"] {
+                for resource in ["vault://prod/x", "erp://orders/1"] {
+                    let req = CedarRequest {
+                        actor: ("a", kind, ""),
+                        operation: op,
+                        resource,
+                        params: vec![],
+                        mutating: true,
+                        context: vec![],
+                    };
+                    let (r, e) = p.build(req).unwrap();
+                    let sliced = p.evaluate(op, &r, &e);
+                    let whole = full.is_authorized(&r, p.policy_set(), &e);
+                    assert_eq!(
+                        sliced.allowed,
+                        whole.decision() == Decision::Allow,
+                        "{op} {kind} {resource}"
+                    );
+                    let mut reasons: Vec<String> = whole
+                        .diagnostics()
+                        .reason()
+                        .map(ToString::to_string)
+                        .collect();
+                    reasons.sort();
+                    assert_eq!(sliced.determining, reasons, "{op} {kind} {resource}");
+                }
+            }
+        }
+        // Only the policies that can apply are in a slice.
+        assert_eq!(p.slice("erp:refund.create").policies().count(), 3);
+        assert_eq!(p.slice("plain").policies().count(), 2);
     }
 
     #[test]
