@@ -297,7 +297,8 @@ impl CedarPolicy {
                 .and_then(|(n, _)| sources.get(*n))
                 .map(|(f, t)| (f.as_str(), t.as_str()))
                 .unwrap_or(("(policies)", ""));
-            let message = describe(err, format!("policy `{id}`: {err}"));
+            // Cedar's message names the policy ("for policy `ID`, ...").
+            let message = describe(err, err.to_string());
             return Err(located(file, text, err, message));
         }
         let mut by_member: HashMap<String, Vec<EntityUid>> = HashMap::new();
