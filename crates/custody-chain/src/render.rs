@@ -89,7 +89,24 @@ fn summary(e: &StoredEvent) -> String {
                 .unwrap_or_default()
         ),
         EventBody::Revocation(r) => format!("revocation of {}", r.credential),
-        EventBody::Decision(d) => format!("decision {:?}", d.decision).to_lowercase(),
+        EventBody::Decision(d) => {
+            let proposed = |k: &str| d.proposed.get(k).and_then(|v| v.as_str()).unwrap_or("?");
+            let rules: Vec<&str> = d.reasons.iter().map(|r| r.rule.as_str()).collect();
+            format!(
+                "decision {} on {} of {}{}",
+                match d.decision {
+                    custody_model::Verdict::Allow => "allow",
+                    custody_model::Verdict::Deny => "deny",
+                },
+                proposed("operation"),
+                proposed("resource"),
+                if rules.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", rules.join(", "))
+                }
+            )
+        }
     }
 }
 
