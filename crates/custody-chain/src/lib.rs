@@ -7,10 +7,15 @@
 //! issuer) and, marked `inferred`, from a shared `chain` id or an effect on the same resource
 //! as exactly one action within the inference window. Two or more candidates make no edge and
 //! an ambiguity instead. Every step is an indexed store lookup: no scan of the log.
+//!
+//! A [`BlastRadius`] walks the other way, from a credential, principal or secret path down to
+//! everything derived from it, with the same indexed lookups.
 
+mod blast;
 mod graph;
 mod render;
 
+pub use blast::{BlastConfig, BlastError, BlastRadius, BlastStart, CredentialReach, Derivation};
 pub use graph::{
     Ambiguity, Completeness, Dangling, Edge, EdgeKind, Hop, Link, LinkConfig, Trace, TraceError,
 };

@@ -12,7 +12,7 @@ use custody_store::StoredEvent;
 
 use crate::{Edge, EdgeKind, Trace};
 
-fn summary(e: &StoredEvent) -> String {
+pub(crate) fn summary(e: &StoredEvent) -> String {
     let ev = &e.event;
     match &ev.body {
         EventBody::Request(r) => format!(

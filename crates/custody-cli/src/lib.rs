@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod findings;
 mod gate;
+mod incident;
 mod ingest;
 mod keys;
 pub mod synth;
@@ -167,6 +168,23 @@ enum Command {
         #[arg(long)]
         framework: Option<String>,
     },
+    /// Everything that followed from a credential, a principal or a secret: derived
+    /// credentials, who held them, the actions taken with them, their effects and the
+    /// systems changed, the initiators, first and last use. Exit 2 when nothing names it.
+    BlastRadius {
+        /// Start from this credential id.
+        #[arg(long, conflicts_with_all = ["principal", "secret"], required_unless_present_any = ["principal", "secret"])]
+        credential: Option<String>,
+        /// Start from this principal id: what it was issued, used and delegated.
+        #[arg(long, conflicts_with = "secret")]
+        principal: Option<String>,
+        /// Start from this secret path or name: the credentials obtained by reading it.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Stop (and say `truncated`) after this many events.
+        #[arg(long, default_value_t = custody_chain::BlastConfig::default().max_events)]
+        max_events: usize,
+    },
     /// Write N synthetic events (complete 5-event chains) as NDJSON to standard output,
     /// for benchmarks and load tests.
     #[command(hide = true)]
@@ -313,6 +331,16 @@ fn dispatch(cli: Cli) -> Result<u8> {
             from,
             to,
         } => cmd_proof(&ctx, index, size, from, to),
+        Command::BlastRadius {
+            credential,
+            principal,
+            secret,
+            max_events,
+        } => incident::cmd_blast_radius(
+            &ctx,
+            incident::start_of(credential, principal, secret)?,
+            max_events,
+        ),
         Command::GenEvents { count, seed } => {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             let mut line = String::with_capacity(1024);
