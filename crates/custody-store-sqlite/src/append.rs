@@ -225,35 +225,21 @@ pub(crate) fn append_events(
         }
     }
 
-    insert_rows(
-        tx,
-        EVENT_HEAD,
-        EVENT_ROW,
-        6,
-        ROWS,
-        &accepted,
-        |stmt, at, (idx, e)| {
-            stmt.raw_bind_parameter(at, *idx)?;
-            stmt.raw_bind_parameter(at + 1, e.event.key.source.as_str())?;
-            stmt.raw_bind_parameter(at + 2, e.event.key.id.as_str())?;
-            stmt.raw_bind_parameter(at + 3, e.event.event_type().as_str())?;
-            stmt.raw_bind_parameter(at + 4, e.canonical.as_slice())?;
-            stmt.raw_bind_parameter(at + 5, &e.leaf_hash[..])
-        },
-    )?;
-
-    // Sorted by key, the inserts walk the B-tree in order. An event can name the same text
-    // twice under one tag (two references to one id): one row is enough.
-    let mut links: Vec<(i64, i64)> = Vec::with_capacity(accepted.len() * 6);
-    for (idx, e) in &accepted {
-        keys_of(&e.event, |k| links.push((k, *idx)));
+    // The link rows are computed on another thread while this one inserts the events
+    // (for a large batch; a thread costs more than a small one).
+    let rows = if accepted.len() < PARALLEL_LINKS {
+        link_rows(&accepted)
+    } else {
+        std::thread::scope(|scope| -> StoreResult<_> {
+            let rows = scope.spawn(|| link_rows(&accepted));
+            insert_events(tx, &accepted)?;
+            rows.join()
+                .map_err(|_| StoreError::Backend("computing the link rows panicked".into()))
+        })?
+    };
+    if accepted.len() < PARALLEL_LINKS {
+        insert_events(tx, &accepted)?;
     }
-    links.sort_unstable();
-    links.dedup();
-    let mut rows: Vec<(i64, i64, Vec<u8>)> = Vec::new();
-    group(&links, |key, first, more| {
-        rows.push((key, first, more.to_vec()))
-    });
     insert_rows(
         tx,
         LINK_HEAD,
@@ -268,6 +254,46 @@ pub(crate) fn append_events(
         },
     )?;
     Ok(())
+}
+
+/// Batches with at least this many accepted events compute their link rows on a second
+/// thread.
+const PARALLEL_LINKS: usize = 256;
+
+fn insert_events(tx: &Connection, accepted: &[(i64, &NewEvent)]) -> StoreResult<()> {
+    insert_rows(
+        tx,
+        EVENT_HEAD,
+        EVENT_ROW,
+        6,
+        ROWS,
+        accepted,
+        |stmt, at, (idx, e)| {
+            stmt.raw_bind_parameter(at, *idx)?;
+            stmt.raw_bind_parameter(at + 1, e.event.key.source.as_str())?;
+            stmt.raw_bind_parameter(at + 2, e.event.key.id.as_str())?;
+            stmt.raw_bind_parameter(at + 3, e.event.event_type().as_str())?;
+            stmt.raw_bind_parameter(at + 4, e.canonical.as_slice())?;
+            stmt.raw_bind_parameter(at + 5, &e.leaf_hash[..])
+        },
+    )
+}
+
+/// The `links` rows of the accepted events: every link key with its index, sorted (so that
+/// the inserts walk the B-tree in order), each pair once (an event can name the same text
+/// twice under one tag), grouped into one row per key.
+fn link_rows(accepted: &[(i64, &NewEvent)]) -> Vec<(i64, i64, Vec<u8>)> {
+    let mut links: Vec<(i64, i64)> = Vec::with_capacity(accepted.len() * 6);
+    for (idx, e) in accepted {
+        keys_of(&e.event, |k| links.push((k, *idx)));
+    }
+    links.sort_unstable();
+    links.dedup();
+    let mut rows = Vec::new();
+    group(&links, |key, first, more| {
+        rows.push((key, first, more.to_vec()))
+    });
+    rows
 }
 
 /// Inserts `rows` with `per`-row statements, then one-row statements for the rest.

@@ -313,6 +313,60 @@ impl SqliteStore {
     }
 }
 
+/// Batches at least this large have their leaf hashes checked on a second thread.
+const PARALLEL_CHECK: usize = 256;
+
+/// `Err` naming the first event whose leaf hash is not the hash of its canonical bytes.
+fn check_leaf_hashes(events: &[NewEvent]) -> StoreResult<()> {
+    match events
+        .iter()
+        .find(|e| custody_merkle::leaf_hash(&e.canonical) != e.leaf_hash)
+    {
+        Some(e) => Err(StoreError::Backend(format!(
+            "refusing {}: its leaf hash is not the hash of its canonical bytes",
+            e.event.key
+        ))),
+        None => Ok(()),
+    }
+}
+
+impl SqliteStore {
+    /// Writes a batch in one transaction, committing only when `before_commit` succeeds.
+    fn write_batch(
+        &mut self,
+        events: &[NewEvent],
+        rejected: &[Rejected],
+        before_commit: impl FnOnce() -> StoreResult<()>,
+    ) -> StoreResult<BatchOutcome> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let mut range = read_range(&tx)?;
+        let mut outcome = BatchOutcome::default();
+        for r in rejected {
+            insert_rejected(&tx, r)?;
+        }
+        append::append_events(&tx, events, &mut range, &mut outcome)?;
+        for c in &outcome.conflicts {
+            insert_rejected(&tx, c)?;
+        }
+        if outcome.accepted > 0 {
+            tx.prepare_cached("UPDATE log_state SET size = ?1, compact_range = ?2 WHERE id = 1")
+                .map_err(db)?
+                .execute(params![to_i64(range.size(), "log size")?, range.to_bytes()])
+                .map_err(db)?;
+        }
+        // On error the transaction is dropped: rolled back, nothing written.
+        before_commit()?;
+        tx.commit().map_err(db)?;
+        outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
+        outcome.size = range.size();
+        outcome.root = range.root();
+        Ok(outcome)
+    }
+}
+
 /// Reads the compact range from `log_state`, checking it against the stored size.
 fn read_range(conn: &Connection) -> StoreResult<CompactRange> {
     let (size, bytes): (i64, Vec<u8>) = conn
@@ -403,40 +457,21 @@ impl Store for SqliteStore {
         events: &[NewEvent],
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
-        // Fail before writing anything when the caller's hash does not match its bytes: a
-        // wrong leaf in an append-only log could never be repaired.
-        for e in events {
-            if custody_merkle::leaf_hash(&e.canonical) != e.leaf_hash {
-                return Err(StoreError::Backend(format!(
-                    "refusing {}: its leaf hash is not the hash of its canonical bytes",
-                    e.event.key
-                )));
-            }
+        // Refuse the whole batch when a caller's hash does not match its bytes: a wrong leaf
+        // in an append-only log could never be repaired. A large batch is checked on another
+        // thread while this one writes; the transaction commits only once the check passed.
+        if events.len() < PARALLEL_CHECK {
+            check_leaf_hashes(events)?;
+            return self.write_batch(events, rejected, || Ok(()));
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let mut range = read_range(&tx)?;
-        let mut outcome = BatchOutcome::default();
-        for r in rejected {
-            insert_rejected(&tx, r)?;
-        }
-        append::append_events(&tx, events, &mut range, &mut outcome)?;
-        for c in &outcome.conflicts {
-            insert_rejected(&tx, c)?;
-        }
-        if outcome.accepted > 0 {
-            tx.prepare_cached("UPDATE log_state SET size = ?1, compact_range = ?2 WHERE id = 1")
-                .map_err(db)?
-                .execute(params![to_i64(range.size(), "log size")?, range.to_bytes()])
-                .map_err(db)?;
-        }
-        tx.commit().map_err(db)?;
-        outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
-        outcome.size = range.size();
-        outcome.root = range.root();
-        Ok(outcome)
+        std::thread::scope(|scope| {
+            let check = scope.spawn(|| check_leaf_hashes(events));
+            self.write_batch(events, rejected, || {
+                check
+                    .join()
+                    .map_err(|_| StoreError::Backend("the leaf hash check panicked".into()))?
+            })
+        })
     }
 
     fn size(&self) -> StoreResult<u64> {

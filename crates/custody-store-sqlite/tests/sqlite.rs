@@ -435,3 +435,22 @@ fn colliding_link_keys_change_no_answer() {
         clean.append_batch(&more, &[]).unwrap()
     );
 }
+
+/// A large batch has its leaf hashes checked on a second thread while it is written; a wrong
+/// one still leaves nothing behind.
+#[test]
+fn a_wrong_leaf_hash_in_a_large_batch_writes_nothing() {
+    let (_dir, _path, mut store) = temp_store();
+    let mut events = synthetic_events(0, 1000);
+    events[900].leaf_hash = leaf_hash(b"something else");
+    let err = store.append_batch(&events, &[rejected(1)]).unwrap_err();
+    assert!(err.to_string().contains("leaf hash"), "{err}");
+    assert_eq!(store.size().unwrap(), 0);
+    assert!(store.quarantine().unwrap().is_empty());
+    assert!(store
+        .lookup(Lookup::Id(&events[0].event.key.id))
+        .unwrap()
+        .is_empty());
+    events[900].leaf_hash = leaf_hash(&events[900].canonical);
+    assert_eq!(store.append_batch(&events, &[]).unwrap().accepted, 1000);
+}
