@@ -9,13 +9,19 @@
 //! an ambiguity instead. Every step is an indexed store lookup: no scan of the log.
 //!
 //! A [`BlastRadius`] walks the other way, from a credential, principal or secret path down to
-//! everything derived from it, with the same indexed lookups.
+//! everything derived from it, with the same indexed lookups. An [`UnverifiedBundle`] carries
+//! a chain with inclusion proofs against one signed checkpoint; [`UnverifiedBundle::verify`]
+//! checks it with the verifier key alone.
 
 mod blast;
+mod bundle;
 mod graph;
 mod render;
 
 pub use blast::{BlastConfig, BlastError, BlastRadius, BlastStart, CredentialReach, Derivation};
+pub use bundle::{
+    Bundle, BundleEntry, BundleError, BundleEvent, BundleFailure, UnverifiedBundle, BUNDLE_FORMAT,
+};
 pub use graph::{
     Ambiguity, Completeness, Dangling, Edge, EdgeKind, Hop, Link, LinkConfig, Trace, TraceError,
 };

@@ -2,10 +2,14 @@
 //! secret reached), `custody export` (an evidence bundle) and `custody verify-bundle`
 //! (checked offline, with nothing but the bundle and the verifier key).
 
-use anyhow::{bail, Result};
-use custody_chain::{BlastConfig, BlastError, BlastRadius, BlastStart};
+use std::path::Path;
 
-use crate::{print_json, Format, Session, EXIT_USAGE};
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
+use custody_chain::{BlastConfig, BlastError, BlastRadius, BlastStart, Trace, UnverifiedBundle};
+use serde_json::json;
+
+use crate::{print_json, read_verifier, Format, Session, EXIT_NEGATIVE, EXIT_USAGE};
 
 /// `custody blast-radius --credential ID | --principal ID | --secret PATH`.
 pub fn cmd_blast_radius(ctx: &Session, start: BlastStart, max_events: usize) -> Result<u8> {
@@ -42,5 +46,101 @@ pub fn start_of(
         (None, Some(p), None) => Ok(BlastStart::Principal(p)),
         (None, None, Some(s)) => Ok(BlastStart::Secret(s)),
         _ => bail!("give exactly one of --credential ID, --principal ID, --secret PATH"),
+    }
+}
+
+/// `custody export EVENT -o FILE`: the event's chain, each event's bytes and inclusion
+/// proof against the latest signed checkpoint (signed now if the log grew since).
+pub fn cmd_export(ctx: &Session, event: &str, output: &Path) -> Result<u8> {
+    let mut ledger = ctx.open_ledger(false)?;
+    let trace = Trace::of_event(ledger.store(), event, &ctx.link_config())?;
+    if trace.truncated {
+        eprintln!(
+            "warning: the chain of {} was cut at {} events; the bundle holds those",
+            trace.start,
+            trace.events.len()
+        );
+    }
+    let checkpoint = ledger.checkpoint()?;
+    let bundle = UnverifiedBundle::export(
+        ledger.store(),
+        ledger.origin(),
+        &trace.start,
+        trace.events.values(),
+        &checkpoint,
+    )?;
+    let text = bundle.to_json_pretty()?;
+    std::fs::write(output, format!("{text}\n"))
+        .with_context(|| format!("cannot write bundle `{}`", output.display()))?;
+    match ctx.format {
+        Format::Json | Format::Sarif => print_json(&json!({
+            "file": output.display().to_string(),
+            "event": trace.start,
+            "events": bundle.events.len(),
+            "origin": bundle.origin,
+            "size": checkpoint.size,
+        }))?,
+        Format::Text => println!(
+            "wrote {}: {} events of the chain of {}, each with an inclusion proof against the \
+             signed checkpoint of {} at size {}",
+            output.display(),
+            bundle.events.len(),
+            trace.start,
+            bundle.origin,
+            checkpoint.size
+        ),
+    }
+    Ok(0)
+}
+
+/// `custody verify-bundle FILE --key KEYFILE`: offline, without any database.
+pub fn cmd_verify_bundle(ctx: &Session, file: &Path, key: &Path) -> Result<u8> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("cannot read bundle `{}`", file.display()))?;
+    let verifier = read_verifier(key)?;
+    let bundle =
+        UnverifiedBundle::parse(&bytes).map_err(|e| anyhow!("`{}`: {e}", file.display()))?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match bundle.verify(&verifier) {
+        Ok(ok) => {
+            match ctx.format {
+                Format::Json | Format::Sarif => print_json(&json!({
+                    "ok": true,
+                    "event": ok.start,
+                    "events": ok.keys().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "origin": ok.checkpoint.origin,
+                    "size": ok.checkpoint.size,
+                    "root": b64.encode(ok.checkpoint.root),
+                    "problems": Vec::<String>::new(),
+                }))?,
+                Format::Text => println!(
+                    "ok: {} events of the chain of {} are in the log {} at size {} (root {}), \
+                     checkpoint signed by key `{}`",
+                    ok.events.len(),
+                    ok.start,
+                    ok.checkpoint.origin,
+                    ok.checkpoint.size,
+                    b64.encode(ok.checkpoint.root),
+                    verifier.name()
+                ),
+            }
+            Ok(0)
+        }
+        Err(failure) => {
+            match ctx.format {
+                Format::Json | Format::Sarif => print_json(&json!({
+                    "ok": false,
+                    "event": bundle.start,
+                    "problems": failure.problems,
+                }))?,
+                Format::Text => {
+                    println!("FAILED: `{}` does not verify", file.display());
+                    for p in &failure.problems {
+                        println!("  {p}");
+                    }
+                }
+            }
+            Ok(EXIT_NEGATIVE)
+        }
     }
 }

@@ -185,6 +185,24 @@ enum Command {
         #[arg(long, default_value_t = custody_chain::BlastConfig::default().max_events)]
         max_events: usize,
     },
+    /// Write an evidence bundle: the event's whole chain, each event's bytes with an
+    /// inclusion proof against the latest signed checkpoint (docs/bundle.schema.json).
+    Export {
+        /// The event (`source#id` or a unique id).
+        event: String,
+        /// The bundle file to write.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Check an evidence bundle offline, with nothing but the verifier key (from
+    /// `custody checkpoint --key`): exit 0 ok, 1 altered (saying what), 2 unreadable.
+    VerifyBundle {
+        /// The bundle file.
+        file: PathBuf,
+        /// The file holding the verifier key.
+        #[arg(long)]
+        key: PathBuf,
+    },
     /// Write N synthetic events (complete 5-event chains) as NDJSON to standard output,
     /// for benchmarks and load tests.
     #[command(hide = true)]
@@ -341,6 +359,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
             incident::start_of(credential, principal, secret)?,
             max_events,
         ),
+        Command::Export { event, output } => incident::cmd_export(&ctx, &event, &output),
+        Command::VerifyBundle { file, key } => incident::cmd_verify_bundle(&ctx, &file, &key),
         Command::GenEvents { count, seed } => {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             let mut line = String::with_capacity(1024);

@@ -221,3 +221,183 @@ fn blast_radius_of_something_unknown_is_exit_2() {
     let out = run(dir.path(), &["blast-radius"]);
     assert_eq!(code(&out), 2);
 }
+
+/// Exports story 4's attacker action, copies the bundle and the verifier key into a folder
+/// with no database, and returns that folder.
+fn exported() -> (tempfile::TempDir, tempfile::TempDir, Value) {
+    let dir = setup();
+    let bundle = dir.path().join("bundle.json");
+    let out = run(
+        dir.path(),
+        &[
+            "export",
+            "aws:cloudtrail:123456789012#s4-act-7",
+            "-o",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let key = run(dir.path(), &["checkpoint", "--key"]);
+    assert_eq!(code(&key), 0, "{}", stderr(&key));
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::copy(&bundle, elsewhere.path().join("bundle.json")).unwrap();
+    std::fs::write(elsewhere.path().join("key.txt"), &key.stdout).unwrap();
+    let v: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    (dir, elsewhere, v)
+}
+
+/// `verify-bundle FILE --key key.txt` in `dir`, with a --db that does not exist.
+fn verify_in(dir: &Path, file: &str) -> Output {
+    let missing = dir.join("no-such-dir").join("custody.db");
+    let out = run_db(dir, &missing, &["verify-bundle", file, "--key", "key.txt"]);
+    assert!(!missing.exists() && !dir.join("no-such-dir").exists());
+    out
+}
+
+fn write_altered(dir: &Path, name: &str, v: &Value) {
+    std::fs::write(dir.join(name), serde_json::to_vec_pretty(v).unwrap()).unwrap();
+}
+
+fn flip_b64(text: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut bytes = b64.decode(text).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    b64.encode(bytes)
+}
+
+#[test]
+fn an_exported_bundle_verifies_offline_without_the_database() {
+    let (_db, off, v) = exported();
+    assert_eq!(v["format"], "custody-bundle/1");
+    let events = v["events"].as_array().unwrap();
+    let names: Vec<String> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    // The whole chain: the leaked key's secret access up to the attacker's last pivot.
+    for id in [
+        "s4-sa-1", "s4-del-3", "s4-act-6", "s4-del-4", "s4-act-7", "s4-eff-5",
+    ] {
+        assert!(has_event(&names, id), "{id} not in {names:?}");
+    }
+    for e in events {
+        assert!(e["index"].is_u64() && e["canonical"].is_string() && e["proof"].is_array());
+    }
+    let out = verify_in(off.path(), "bundle.json");
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).starts_with("ok: "), "{}", stdout(&out));
+
+    let out = run_db(
+        off.path(),
+        &off.path().join("nothing.db"),
+        &[
+            "verify-bundle",
+            "bundle.json",
+            "--key",
+            "key.txt",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code(&out), 0);
+    let j = json(&out);
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["events"].as_array().unwrap().len(), events.len());
+}
+
+#[test]
+fn an_altered_event_proof_or_checkpoint_fails_naming_what() {
+    let (_db, off, good) = exported();
+    let dir = off.path();
+    let target = good["events"][2]["event"].as_str().unwrap().to_owned();
+
+    // One byte of an event's canonical bytes.
+    let mut v = good.clone();
+    let canonical = v["events"][2]["canonical"].as_str().unwrap();
+    let at = canonical.find("\"time\":\"2026").unwrap() + "\"time\":\"202".len();
+    let mut bytes = canonical.as_bytes().to_vec();
+    bytes[at] = b'7';
+    v["events"][2]["canonical"] = Value::String(String::from_utf8(bytes).unwrap());
+    write_altered(dir, "event.json", &v);
+
+    // One byte of one proof hash.
+    let mut v = good.clone();
+    let h = v["events"][2]["proof"][0].as_str().unwrap().to_owned();
+    v["events"][2]["proof"][0] = Value::String(flip_b64(&h));
+    write_altered(dir, "proof.json", &v);
+
+    // One byte of the checkpoint's signature, then of its root.
+    let note = good["checkpoint"].as_str().unwrap();
+    let (body, sig) = note.rsplit_once(' ').unwrap();
+    let mut v = good.clone();
+    v["checkpoint"] = Value::String(format!("{body} {}\n", flip_b64(sig.trim_end())));
+    write_altered(dir, "signature.json", &v);
+    let lines: Vec<&str> = note.split('\n').collect();
+    let mut altered: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    altered[2] = flip_b64(lines[2]);
+    let mut v = good.clone();
+    v["checkpoint"] = Value::String(altered.join("\n"));
+    write_altered(dir, "root.json", &v);
+
+    for (file, expect) in [
+        ("event.json", target.as_str()),
+        ("proof.json", target.as_str()),
+        (
+            "signature.json",
+            "checkpoint: the signature does not verify",
+        ),
+        ("root.json", "checkpoint: the signature does not verify"),
+    ] {
+        let out = verify_in(dir, file);
+        assert_eq!(code(&out), 1, "{file}: {}{}", stdout(&out), stderr(&out));
+        let said = stdout(&out);
+        assert!(
+            said.contains("FAILED") && said.contains(expect),
+            "{file}: {said}"
+        );
+    }
+    // The event and proof failures name only the altered event.
+    let said = stdout(&verify_in(dir, "event.json"));
+    assert_eq!(
+        said.matches("inclusion proof does not lead").count(),
+        1,
+        "{said}"
+    );
+}
+
+#[test]
+fn a_malformed_bundle_or_key_is_exit_2() {
+    let (_db, off, good) = exported();
+    let dir = off.path();
+    std::fs::write(
+        dir.join("broken.json"),
+        b"{\"format\": \"custody-bundle/1\", ",
+    )
+    .unwrap();
+    let out = verify_in(dir, "broken.json");
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    assert!(stderr(&out).contains("broken.json"), "{}", stderr(&out));
+
+    let mut v = good.clone();
+    v.as_object_mut().unwrap().remove("events");
+    write_altered(dir, "no-events.json", &v);
+    assert_eq!(code(&verify_in(dir, "no-events.json")), 2);
+
+    let out = verify_in(dir, "missing.json");
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("missing.json"), "{}", stderr(&out));
+
+    std::fs::write(dir.join("key.txt"), "not a key").unwrap();
+    assert_eq!(code(&verify_in(dir, "bundle.json")), 2);
+}
+
+#[test]
+fn exporting_an_unknown_event_is_exit_2() {
+    let dir = setup();
+    let out = run(dir.path(), &["export", "nowhere#nothing", "-o", "b.json"]);
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    assert!(stderr(&out).contains("nowhere#nothing"), "{}", stderr(&out));
+    assert!(!dir.path().join("b.json").exists());
+}
