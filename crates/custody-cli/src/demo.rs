@@ -217,15 +217,14 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
                 .into_iter()
                 .filter(|f| f.flagged().is_some_and(|k| own.contains(&k.to_string())))
                 .collect();
-        if json {
-            report.push(serde_json::json!({
-                "story": story.title,
-                "file": story.file,
-                "ingest": summary.to_json(),
-                "traces": traces,
-                "findings": findings.iter().map(custody_rules::Finding::to_json).collect::<Vec<_>>(),
-            }));
-        } else {
+        let mut story_json = serde_json::json!({
+            "story": story.title,
+            "file": story.file,
+            "ingest": summary.to_json(),
+            "traces": traces,
+            "findings": findings.iter().map(custody_rules::Finding::to_json).collect::<Vec<_>>(),
+        });
+        if !json {
             println!("findings ({}):", findings.len());
             for f in &findings {
                 let flagged = f.flagged().map(ToString::to_string).unwrap_or_default();
@@ -244,6 +243,16 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
                 println!("      frameworks: {}", f.frameworks.join(", "));
             }
             println!();
+        }
+        // The leaked-secret story ends with its blast radius and a verified evidence bundle.
+        if story.file == "examples/04-leaked-secret.ndjson" {
+            let incident = crate::incident::demo_story4(&mut ledger, &link, &dir, json)?;
+            if let (Some(obj), Value::Object(extra)) = (story_json.as_object_mut(), incident) {
+                obj.extend(extra);
+            }
+        }
+        if json {
+            report.push(story_json);
         }
     }
 
@@ -318,6 +327,12 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
         println!("\nExplore further:");
         println!("  custody --db {db_arg} trace agent-runtime#s1-act-1");
         println!("  custody --db {db_arg} trace --credential AKIAZ7CIPUBL2EXAMPLE");
+        println!("  custody --db {db_arg} blast-radius --credential AKIAZ7CIPUBL2EXAMPLE");
+        println!("  custody --db {db_arg} checkpoint --key > key.txt");
+        println!(
+            "  custody verify-bundle {} --key key.txt",
+            dir.join("story4-bundle.json").display()
+        );
         println!("  custody --db {db_arg} trace servicedesk#s5-req-3 --format json");
         println!(
             "  custody --db {db_arg} --config {} findings",

@@ -401,3 +401,33 @@ fn exporting_an_unknown_event_is_exit_2() {
     assert!(stderr(&out).contains("nowhere#nothing"), "{}", stderr(&out));
     assert!(!dir.path().join("b.json").exists());
 }
+
+#[test]
+fn the_demo_ends_story_4_with_its_blast_radius_and_a_verified_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["demo", "--dir", "demo"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let story4 = text
+        .split("━━ Story 4.")
+        .nth(1)
+        .and_then(|s| s.split("━━ Story 5.").next())
+        .unwrap();
+    assert!(story4.contains("$ custody blast-radius --secret secret/ci/ci-publisher/aws"));
+    assert!(story4.contains("credential AKIAZ7BACKUP2EXAMPLE via service_account_key"));
+    assert!(
+        story4.contains("verify-bundle with the verifier key alone: ok"),
+        "{story4}"
+    );
+    assert!(dir.path().join("demo/story4-bundle.json").exists());
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["demo", "--dir", "demo", "--format", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v = json(&out);
+    let s4 = &v["stories"][3];
+    assert!(strings(&s4["blast_radius"], "credentials").contains(&"ASIAZ7PRODDEPEXAMPLE".into()));
+    assert_eq!(s4["bundle"]["verified"], true);
+    assert!(s4["findings"].is_array() && s4["traces"].is_array());
+    assert!(v["stories"][2].get("bundle").is_none());
+}
