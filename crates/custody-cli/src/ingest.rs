@@ -1,11 +1,13 @@
 //! `custody ingest`: stream files into the log.
 //!
-//! Two threads: a reader prepares lines (parse, redact, canonicalize, hash) in batches, and
-//! the caller's thread appends each batch in one transaction followed by a signed
-//! checkpoint. Memory stays bounded by the channel (two batches in flight) whatever the
-//! input size. A count is reported only after its batch has committed, so an ingest killed
-//! part-way never claims more than is stored, and re-running it completes the rest
-//! (already-stored lines count as duplicates).
+//! Native NDJSON: a reader deals lines in chunks to one preparing thread per core (parse,
+//! redact, canonicalize, hash), a collector takes the chunks back in input order and forms
+//! batches, and the caller's thread appends each batch in one transaction followed by a
+//! signed checkpoint (another thread frees the written batch). Other formats go through the
+//! adapters on one preparing thread. Memory stays bounded by the channels (a few chunks per
+//! worker and two batches in flight) whatever the input size. A count is reported only after
+//! its batch has committed, so an ingest killed part-way never claims more than is stored,
+//! and re-running it completes the rest (already-stored lines count as duplicates).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal};
@@ -166,46 +168,171 @@ fn flush(
     tx.send(batch).is_ok()
 }
 
-/// The fast path: native NDJSON, one event per line.
+/// Lines per chunk handed to a preparing worker.
+const CHUNK: usize = 512;
+
+/// Chunks in flight per worker, each way: with [`BATCH`] events being written, this bounds
+/// memory whatever the input size.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Lines read but not yet prepared, in input order.
+#[derive(Default)]
+struct RawChunk {
+    lines: Vec<custody_ingest::RawLine>,
+    /// Input bytes read up to the end of this chunk.
+    bytes: u64,
+    /// The input failed after these lines.
+    read_error: Option<String>,
+}
+
+/// One chunk, prepared.
+struct PreparedChunk {
+    events: Vec<NewEvent>,
+    rejected: Vec<Rejected>,
+    bytes: u64,
+    read_error: Option<String>,
+}
+
+fn prepare_chunk(preparer: &Preparer, file: &str, chunk: RawChunk) -> PreparedChunk {
+    let mut events = Vec::with_capacity(chunk.lines.len());
+    let mut rejected = Vec::new();
+    for raw in chunk.lines {
+        let origin = LineOrigin {
+            file: file.to_owned(),
+            line: raw.line,
+        };
+        match raw.text {
+            Ok(text) => match preparer.prepare_line(&text, origin) {
+                Ok(ev) => events.push(ev),
+                Err(rej) => rejected.push(rej),
+            },
+            Err(reason) => rejected.push(Rejected {
+                origin,
+                reason,
+                excerpt: String::new(),
+            }),
+        }
+    }
+    PreparedChunk {
+        events,
+        rejected,
+        bytes: chunk.bytes,
+        read_error: chunk.read_error,
+    }
+}
+
+/// How many threads prepare native lines: one per core, at least one. On two cores the
+/// writer shares them, which pays because SQLite and preparation each leave the other idle
+/// part of the time.
+fn workers() -> usize {
+    if let Some(n) = std::env::var("CUSTODY_AB_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    if let Some(n) = std::env::var("CUSTODY_AB_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// The fast path: native NDJSON, one event per line. This thread reads lines and deals them,
+/// in chunks, round-robin to [`workers`] preparing threads; a collector takes the prepared
+/// chunks back in the same round-robin order (so the log keeps the input order) and sends
+/// batches of [`BATCH`] to the writer.
 fn produce_native(
     preparer: &Preparer,
     file: &str,
     input: Box<dyn BufRead + Send>,
     tx: &crossbeam_channel::Sender<Prepared>,
 ) {
-    let mut reader = NdjsonReader::new(input);
+    let n = workers();
+    std::thread::scope(|scope| {
+        let mut to_workers = Vec::with_capacity(n);
+        let mut from_workers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (raw_tx, raw_rx) = crossbeam_channel::bounded::<RawChunk>(CHUNKS_IN_FLIGHT);
+            let (done_tx, done_rx) = crossbeam_channel::bounded::<PreparedChunk>(CHUNKS_IN_FLIGHT);
+            scope.spawn(move || {
+                for chunk in raw_rx {
+                    if done_tx.send(prepare_chunk(preparer, file, chunk)).is_err() {
+                        break;
+                    }
+                }
+            });
+            to_workers.push(raw_tx);
+            from_workers.push(done_rx);
+        }
+        scope.spawn(move || collect_chunks(&from_workers, tx));
+        let mut reader = NdjsonReader::new(input);
+        'read: for w in (0..n).cycle() {
+            let mut chunk = RawChunk {
+                lines: Vec::with_capacity(CHUNK),
+                ..RawChunk::default()
+            };
+            let mut done = false;
+            while chunk.lines.len() < CHUNK {
+                match reader.next() {
+                    None => {
+                        done = true;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        chunk.read_error = Some(format!("read failed: {e}"));
+                        done = true;
+                        break;
+                    }
+                    Some(Ok(raw)) => chunk.lines.push(raw),
+                }
+            }
+            chunk.bytes = reader.bytes_read();
+            let sent = to_workers.get(w).is_some_and(|t| t.send(chunk).is_ok());
+            if done || !sent {
+                break 'read;
+            }
+        }
+        // Dropping the senders ends the workers, then the collector.
+        drop(to_workers);
+    });
+}
+
+/// Takes prepared chunks from the workers in round-robin order and sends them on as batches.
+fn collect_chunks(
+    from_workers: &[crossbeam_channel::Receiver<PreparedChunk>],
+    tx: &crossbeam_channel::Sender<Prepared>,
+) {
     let mut events = Vec::with_capacity(BATCH);
     let mut rejected = Vec::new();
-    loop {
-        let done = match reader.next() {
-            None => true,
-            Some(Err(e)) => {
-                let _ = tx.send(Prepared::ReadError(format!("read failed: {e}")));
-                true
-            }
-            Some(Ok(raw)) => {
-                let origin = LineOrigin {
-                    file: file.to_owned(),
-                    line: raw.line,
-                };
-                match raw.text {
-                    Ok(text) => match preparer.prepare_line(&text, origin) {
-                        Ok(ev) => events.push(ev),
-                        Err(rej) => rejected.push(rej),
-                    },
-                    Err(reason) => rejected.push(Rejected {
-                        origin,
-                        reason,
-                        excerpt: String::new(),
-                    }),
-                }
-                false
-            }
+    let mut bytes = 0;
+    'collect: for rx in from_workers.iter().cycle() {
+        let Ok(chunk) = rx.recv() else {
+            break 'collect;
         };
-        if !flush(tx, &mut events, &mut rejected, reader.bytes_read(), done) || done {
-            break;
+        let mut chunk_events = chunk.events;
+        if events.is_empty() {
+            events = chunk_events;
+            events.reserve(BATCH);
+        } else {
+            events.append(&mut chunk_events);
+        }
+        rejected.extend(chunk.rejected);
+        bytes = chunk.bytes;
+        if let Some(reason) = chunk.read_error {
+            if !flush(tx, &mut events, &mut rejected, bytes, true) {
+                return;
+            }
+            let _ = tx.send(Prepared::ReadError(reason));
+            return;
+        }
+        if !flush(tx, &mut events, &mut rejected, bytes, false) {
+            return;
         }
     }
+    flush(tx, &mut events, &mut rejected, bytes, true);
 }
 
 /// Third-party formats (DESIGN §6), detected per record unless `format` is forced.
@@ -322,6 +449,9 @@ impl Ingester {
         let mut input = input;
         let native = self.is_native_ndjson(&mut input);
         let format = self.format;
+        // Freeing a written batch (ten thousand events' strings) is work the writer, the
+        // bottleneck, need not do: another thread drops it.
+        let (spent_tx, spent_rx) = crossbeam_channel::bounded::<Vec<NewEvent>>(1);
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || {
                 if native {
@@ -330,6 +460,7 @@ impl Ingester {
                     produce_adapted(&preparer, &file, input, format, &tx);
                 }
             });
+            scope.spawn(move || spent_rx.into_iter().for_each(drop));
             for prepared in rx {
                 match prepared {
                     Prepared::Batch(events, rejected, bytes) => {
@@ -349,6 +480,7 @@ impl Ingester {
                             bar.set_position(bytes);
                             bar.set_message(format!("{} accepted", summary.accepted));
                         }
+                        let _ = spent_tx.send(events);
                     }
                     Prepared::ReadError(reason) => {
                         summary.unreadable = true;
@@ -364,6 +496,9 @@ impl Ingester {
                     }
                 }
             }
+            // The dropping thread ends when its channel closes (on an early return too: the
+            // closure owns the sender).
+            drop(spent_tx);
             Ok(())
         })?;
         summary
