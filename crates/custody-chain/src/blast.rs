@@ -147,6 +147,7 @@ struct Walker<'s> {
     max_events: usize,
     radius: BlastRadius,
     index_of: HashMap<String, usize>,
+    derivations: HashSet<(String, EventKey)>,
     queue: VecDeque<String>,
 }
 
@@ -168,12 +169,14 @@ impl<'s> Walker<'s> {
                 by_key: HashMap::new(),
             },
             index_of: HashMap::new(),
+            derivations: HashSet::new(),
             queue: VecDeque::new(),
         }
     }
 
-    /// Adds an event; true when it is new and fits under the cap.
-    fn add(&mut self, event: &StoredEvent) -> bool {
+    /// Adds an event (taken, not copied: a radius can hold 100,000 of them); true when it is
+    /// new and fits under the cap.
+    fn add(&mut self, event: StoredEvent) -> bool {
         if self.radius.events.contains_key(&event.index) {
             return false;
         }
@@ -182,7 +185,7 @@ impl<'s> Walker<'s> {
             return false;
         }
         self.radius.by_key.insert(event.key().clone(), event.index);
-        self.radius.events.insert(event.index, event.clone());
+        self.radius.events.insert(event.index, event);
         true
     }
 
@@ -236,7 +239,6 @@ impl<'s> Walker<'s> {
     /// credentials derived from it.
     fn expand(&mut self, id: &str) -> Result<(), StoreError> {
         for issuer in self.store.lookup(Lookup::Issued(id))? {
-            self.add(&issuer);
             let holder = match &issuer.event.body {
                 EventBody::Delegation(d) => Some(d.to.clone()),
                 EventBody::SecretAccess(s) => Some(s.principal.clone()),
@@ -248,25 +250,32 @@ impl<'s> Walker<'s> {
             if let Some(h) = holder {
                 self.hold(id, &h);
             }
+            self.add(issuer);
         }
         for revocation in self.store.lookup(Lookup::Revoked(id))? {
-            if self.add(&revocation) {
+            let key = revocation.key().clone();
+            if self.add(revocation) {
                 if let Some(c) = self.credential(id) {
-                    c.revoked_by.push(revocation.key().clone());
+                    c.revoked_by.push(key);
                 }
             }
         }
         for action in self.store.lookup(Lookup::Used(id))? {
-            if !self.add(&action) {
+            let key = action.key().clone();
+            let actor = match &action.event.body {
+                EventBody::Action(a) => Some(a.actor.clone()),
+                _ => None,
+            };
+            if !self.add(action) {
                 continue;
             }
-            if let EventBody::Action(a) = &action.event.body {
-                self.hold(id, &a.actor);
+            if let Some(actor) = actor {
+                self.hold(id, &actor);
             }
             if let Some(c) = self.credential(id) {
-                c.used_by.push(action.key().clone());
+                c.used_by.push(key.clone());
             }
-            self.effects(&action)?;
+            self.effects(&key)?;
         }
         for delegation in self.store.lookup(Lookup::DerivedFrom(id))? {
             let EventBody::Delegation(d) = &delegation.event.body else {
@@ -275,41 +284,47 @@ impl<'s> Walker<'s> {
             let Some(child) = &d.credential else {
                 continue;
             };
-            if !self.add(&delegation) && !self.radius.by_key.contains_key(delegation.key()) {
-                continue; // over the cap
-            }
             let edge = Derivation {
                 from: id.to_owned(),
                 to: child.id.clone(),
                 via_event: delegation.key().clone(),
                 via: via_name(d.via),
             };
-            if !self.radius.derived.contains(&edge) {
+            let to = d.to.clone();
+            let known = self.radius.by_key.contains_key(delegation.key());
+            if !self.add(delegation) && !known {
+                continue; // over the cap
+            }
+            if self
+                .derivations
+                .insert((edge.from.clone(), edge.via_event.clone()))
+            {
+                self.hold(&edge.to, &to);
                 self.radius.derived.push(edge);
             }
-            self.hold(&child.id, &d.to);
         }
         Ok(())
     }
 
     /// The effects whose `caused_by` resolves to this action.
-    fn effects(&mut self, action: &StoredEvent) -> Result<(), StoreError> {
-        for referrer in self.store.lookup(Lookup::ReferencesId(&action.key().id))? {
+    fn effects(&mut self, action: &EventKey) -> Result<(), StoreError> {
+        for referrer in self.store.lookup(Lookup::ReferencesId(&action.id))? {
             let EventBody::Effect(eff) = &referrer.event.body else {
                 continue;
             };
             let Some(cause) = &eff.caused_by else {
                 continue;
             };
-            if !names(self.store, cause, &referrer.key().source, action.key())? {
+            if !names(self.store, cause, &referrer.key().source, action)? {
                 continue;
             }
-            if self.add(&referrer) {
+            let key = referrer.key().clone();
+            if self.add(referrer) {
                 self.radius
                     .effects_of
-                    .entry(action.key().clone())
+                    .entry(action.clone())
                     .or_default()
-                    .push(referrer.key().clone());
+                    .push(key);
             }
         }
         Ok(())
@@ -446,7 +461,7 @@ impl BlastRadius {
                     return Err(BlastError::UnknownSecret(path.clone()));
                 }
                 for access in accesses {
-                    w.add(&access);
+                    w.add(access.clone());
                     if let EventBody::SecretAccess(s) = &access.event.body {
                         if let Some(c) = &s.credential {
                             w.root(c);
@@ -472,8 +487,8 @@ impl BlastRadius {
                             (s.credential.clone(), Some(&s.principal))
                         }
                         EventBody::Action(a) if a.actor.id == *id => {
-                            if a.credential.is_none() && w.add(&e) {
-                                w.effects(&e)?; // what it did without a credential
+                            if a.credential.is_none() && w.add(e.clone()) {
+                                w.effects(e.key())?; // what it did without a credential
                             }
                             (a.credential.clone(), Some(&a.actor))
                         }
