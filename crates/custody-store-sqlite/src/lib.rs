@@ -34,7 +34,7 @@ use custody_store::{
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
 /// The schema version this build writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `PRAGMA application_id` of a Custody store: "CSTY".
 pub const APPLICATION_ID: i64 = 0x4353_5459;
