@@ -138,8 +138,9 @@ const CONNECTION_PRAGMAS: &str = "
     PRAGMA temp_store = MEMORY;
 ";
 
-/// The `links` rows of one key, in log order.
-const LINKS_OF_KEY: &str = "SELECT first, more FROM links WHERE key = ?1 ORDER BY first";
+/// The `links` rows of one key with the event of each row's first index, in log order.
+const LINKS_OF_KEY: &str = "SELECT e.idx, e.body, e.leaf_hash, l.more FROM links AS l \
+     JOIN events AS e ON e.idx = l.first WHERE l.key = ?1 ORDER BY l.first";
 
 /// The embedded store: one SQLite file (WAL mode) or, for tests, one in-memory database.
 pub struct SqliteStore {
@@ -297,18 +298,43 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// The indexes linked under `key`, in log order.
-    fn linked(&self, key: i64) -> StoreResult<Vec<i64>> {
+    /// The events linked under `key`, in log order, each once. One statement reads each
+    /// `links` row with the event of its first index; a row that links more events of its
+    /// batch costs one more read per event.
+    fn linked(&self, key: i64) -> StoreResult<Vec<StoredEvent>> {
         let mut stmt = self.conn.prepare_cached(LINKS_OF_KEY).map_err(db)?;
         let mut rows = stmt.query([key]).map_err(db)?;
         let mut out = Vec::new();
+        let mut more = Vec::new();
         while let Some(row) = rows.next().map_err(db)? {
-            append::expand_row(row, &mut out)?;
+            out.push(stored_event(row)?);
+            let first = out.last().map_or(0, |e| e.index);
+            let gaps = row
+                .get_ref(3)
+                .map_err(db)?
+                .as_blob()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            if !gaps.is_empty() {
+                let start = more.len();
+                links::expand(to_i64(first, "index")?, gaps, &mut more).ok_or_else(|| {
+                    StoreError::Corrupt {
+                        index: first,
+                        reason: "a row of the link index is damaged".into(),
+                    }
+                })?;
+                // The first index is already read.
+                more.remove(start);
+            }
         }
-        // Rows of one key hold disjoint, increasing ranges; sorting costs nothing then, and
-        // keeps each event once whatever the rows say.
-        out.sort_unstable();
-        out.dedup();
+        for idx in more {
+            if let Some(e) = self.event_at(to_u64(idx, "index")?)? {
+                out.push(e);
+            }
+        }
+        // Rows of one key hold disjoint, increasing ranges; sorting keeps the log order and
+        // each event once whatever the rows say.
+        out.sort_by_key(|e| e.index);
+        out.dedup_by_key(|e| e.index);
         Ok(out)
     }
 }
@@ -498,37 +524,17 @@ impl Store for SqliteStore {
     }
 
     fn get(&self, key: &EventKey) -> StoreResult<Option<StoredEvent>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT idx, body, leaf_hash FROM events WHERE idx = ?1 AND source = ?2 AND id = ?3",
-            )
-            .map_err(db)?;
-        for idx in self.linked(links::link_key(links::Tag::Id, &key.id))? {
-            let mut rows = stmt.query(params![idx, &key.source, &key.id]).map_err(db)?;
-            if let Some(row) = rows.next().map_err(db)? {
-                return stored_event(row).map(Some);
-            }
-        }
-        Ok(None)
+        // Every event with this id (the key can collide too), checked against the source.
+        Ok(self
+            .linked(links::link_key(links::Tag::Id, &key.id))?
+            .into_iter()
+            .find(|e| e.event.key == *key))
     }
 
     fn lookup(&self, by: Lookup<'_>) -> StoreResult<Vec<StoredEvent>> {
         // A link key can collide: every candidate is checked against its typed fields.
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT idx, body, leaf_hash FROM events WHERE idx = ?1")
-            .map_err(db)?;
-        let mut out = Vec::new();
-        for idx in self.linked(links::key_of_lookup(by))? {
-            let mut rows = stmt.query([idx]).map_err(db)?;
-            if let Some(row) = rows.next().map_err(db)? {
-                let event = stored_event(row)?;
-                if links::matches(&event.event, by) {
-                    out.push(event);
-                }
-            }
-        }
+        let mut out = self.linked(links::key_of_lookup(by))?;
+        out.retain(|e| links::matches(&e.event, by));
         Ok(out)
     }
 
