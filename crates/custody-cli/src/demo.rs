@@ -352,32 +352,15 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
     Ok(if verify.ok { 0 } else { crate::EXIT_NEGATIVE })
 }
 
-/// One gate decision in the demo, recorded in the log like `custody check` does.
+/// One gate decision in the demo, recorded in the log as `custody check` does.
 fn decide(
     gate: &custody_gate::Gate,
     ledger: &mut Ledger,
     redactor: &custody_model::Redactor,
     text: &str,
 ) -> Result<(custody_gate::GateDecision, Value, u64)> {
-    let value: Value = serde_json::from_str(text)?;
-    let proposed = custody_gate::ProposedAction::parse(value, redactor)?;
-    let at = proposed.time.unwrap_or_else(custody_model::Timestamp::now);
-    let facts = custody_gate::FactIndex::load_for(
-        ledger.store(),
-        &proposed.action,
-        &proposed.source,
-        proposed.key.as_ref(),
-    )?;
-    let decision = gate.decide(&facts, &proposed, at);
-    let size = ledger.store().size()?;
-    let event = gate.decision_event(&proposed, &decision, at, size);
-    let prepared = custody_ingest::Preparer::new(redactor.clone())
-        .prepare_value(event, None)
-        .map_err(|e| anyhow!("cannot record the decision: {e}"))?;
-    let stored: Value = serde_json::from_slice(&prepared.canonical)?;
-    let outcome = ledger.append(std::slice::from_ref(&prepared), &[])?;
-    let index = outcome.size.saturating_sub(1);
-    Ok((decision, stored, index))
+    let proposed = custody_gate::ProposedAction::parse(serde_json::from_str(text)?, redactor)?;
+    crate::gate::decide_and_record(gate, ledger, redactor, &proposed)
 }
 
 fn ledger_verifier(ledger: &Ledger) -> Result<custody_merkle::NoteVerifier> {

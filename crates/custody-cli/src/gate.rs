@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use custody_gate::{CedarPolicy, FactIndex, Gate, GateDecision, ProposedAction};
 use custody_ingest::Preparer;
-use custody_model::{Timestamp, Verdict};
+use custody_model::{Redactor, Timestamp, Verdict};
+use custody_store::Ledger;
 use custody_store::LineOrigin;
 use serde_json::{json, Value};
 
@@ -151,6 +152,53 @@ pub fn print_text(d: &GateDecision, key: &str, index: Option<u64>) {
     }
 }
 
+/// Decides on `proposed` from the log's indexes and appends the decision event (with a
+/// checkpoint): the decision, the event as stored, and its log index. Used by `custody
+/// check` and the demo.
+pub fn decide_and_record(
+    gate: &Gate,
+    ledger: &mut Ledger,
+    redactor: &Redactor,
+    proposed: &ProposedAction,
+) -> Result<(GateDecision, Value, u64)> {
+    let at = proposed.time.unwrap_or_else(Timestamp::now);
+    let facts = FactIndex::load_for(
+        ledger.store(),
+        &proposed.action,
+        &proposed.source,
+        proposed.key.as_ref(),
+    )?;
+    let decision = gate.decide(&facts, proposed, at);
+    let size = ledger.store().size()?;
+    let event = gate.decision_event(proposed, &decision, at, size);
+    let prepared = Preparer::new(redactor.clone())
+        .prepare_value(
+            event,
+            Some(LineOrigin {
+                file: "custody check".into(),
+                line: 1,
+            }),
+        )
+        .map_err(|e| anyhow!("cannot record the decision: {e}"))?;
+    let stored = serde_json::from_slice::<Value>(&prepared.canonical)?;
+    let outcome = ledger.append(std::slice::from_ref(&prepared), &[])?;
+    if !outcome.conflicts.is_empty() {
+        bail!(
+            "cannot record the decision: {} is already stored with other content",
+            prepared.event.key
+        );
+    }
+    let index = match outcome.accepted {
+        1 => outcome.size - 1,
+        _ => ledger
+            .store()
+            .get(&prepared.event.key)?
+            .map(|e| e.index)
+            .ok_or_else(|| anyhow!("the decision {} is not in the log", prepared.event.key))?,
+    };
+    Ok((decision, stored, index))
+}
+
 /// `custody check --action FILE|-|JSON`.
 pub fn cmd_check(ctx: &Session, input: &str) -> Result<u8> {
     // Policy first: a broken policy stops here, before anything is read or written.
@@ -181,39 +229,17 @@ pub fn cmd_check(ctx: &Session, input: &str) -> Result<u8> {
             return Ok(EXIT_USAGE);
         }
     };
-    let at = proposed.time.unwrap_or_else(Timestamp::now);
-    let facts = FactIndex::load_for(
-        ledger.store(),
-        &proposed.action,
-        &proposed.source,
-        proposed.key.as_ref(),
-    )?;
-    let decision = gate.decide(&facts, &proposed, at);
-    let size = ledger.store().size()?;
-    let event = gate.decision_event(&proposed, &decision, at, size);
-    let prepared = Preparer::new(redactor)
-        .prepare_value(
-            event,
-            Some(LineOrigin {
-                file: "custody check".into(),
-                line: 1,
-            }),
-        )
-        .map_err(|e| anyhow!("cannot record the decision: {e}"))?;
-    let key = prepared.event.key.to_string();
-    let stored = serde_json::from_slice::<Value>(&prepared.canonical)?;
-    let outcome = ledger.append(std::slice::from_ref(&prepared), &[])?;
-    if !outcome.conflicts.is_empty() {
-        bail!("cannot record the decision: {key} is already stored with other content");
-    }
-    let index = if outcome.accepted == 1 {
-        Some(outcome.size - 1)
-    } else {
-        ledger.store().get(&prepared.event.key)?.map(|e| e.index)
-    };
+    let (decision, stored, index) = decide_and_record(&gate, &mut ledger, &redactor, &proposed)?;
+    let key = format!(
+        "{}#{}",
+        custody_gate::DECISION_SOURCE,
+        stored.get("id").and_then(Value::as_str).unwrap_or_default()
+    );
     match ctx.format {
-        Format::Json | Format::Sarif => print_json(&decision_json(&decision, &stored, index))?,
-        Format::Text => print_text(&decision, &key, index),
+        Format::Json | Format::Sarif => {
+            print_json(&decision_json(&decision, &stored, Some(index)))?
+        }
+        Format::Text => print_text(&decision, &key, Some(index)),
     }
     Ok(match decision.verdict {
         Verdict::Allow => 0,
