@@ -138,6 +138,9 @@ pub struct ServerConfig {
     /// The address to listen on.
     #[serde(default)]
     pub listen: Option<String>,
+    /// The largest request body accepted, in bytes (default 16 MiB).
+    #[serde(default)]
+    pub body_limit: Option<usize>,
 }
 
 /// A bearer token, by its SHA-256 only.

@@ -73,7 +73,7 @@ pub fn cmd_findings(ctx: &Session, filter: &Filter) -> Result<u8> {
     let fail_on = filter.fail_on.as_deref().map(severity).transpose()?;
     let cedar = crate::gate::load_cedar(&ctx.config, ctx.config_path.as_deref())?;
     let store = ctx.open_store(false)?;
-    let report = evaluate(&store, &ctx.config, cedar)?;
+    let report = evaluate(store.as_ref(), &ctx.config, cedar)?;
     let findings: Vec<Finding> = report
         .findings
         .into_iter()
@@ -178,7 +178,7 @@ pub fn cmd_frameworks(ctx: &Session, framework: Option<&str>) -> Result<u8> {
     let wanted = framework.map(control_id).transpose()?;
     let cedar = crate::gate::load_cedar(&ctx.config, ctx.config_path.as_deref())?;
     let store = ctx.open_store(false)?;
-    let report = evaluate(&store, &ctx.config, cedar)?;
+    let report = evaluate(store.as_ref(), &ctx.config, cedar)?;
     print_coverage(ctx.format, &report, wanted.as_deref())?;
     Ok(0)
 }
@@ -237,25 +237,6 @@ pub fn evaluate(
     config: &Config,
     cedar: Option<custody_gate::CedarPolicy>,
 ) -> Result<Report> {
-    let policy = policy(config);
-    let mut report = custody_rules::evaluate(store, &policy)?;
-    if cedar.is_some() {
-        let gate = custody_gate::Gate::new(policy, cedar);
-        let violations = custody_gate::policy_violations(store, &gate)?;
-        report
-            .chains
-            .extend(violations.iter().map(|f| f.chain.clone()));
-        report.findings.extend(violations);
-        // The order of custody_rules: (chain, rule, events, message).
-        let key = |f: &Finding| {
-            (
-                f.chain.clone(),
-                f.rule,
-                f.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                f.message.clone(),
-            )
-        };
-        report.findings.sort_by_cached_key(key);
-    }
-    Ok(report)
+    let gate = custody_gate::Gate::new(policy(config), cedar);
+    Ok(custody_gate::findings(store, &gate)?)
 }

@@ -10,7 +10,7 @@ use custody_ingest::Preparer;
 use custody_model::{Redactor, Timestamp, Verdict};
 use custody_store::Ledger;
 use custody_store::LineOrigin;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{keys, print_json, Config, Format, Session, EXIT_NEGATIVE, EXIT_USAGE};
 
@@ -102,14 +102,7 @@ fn read_input(input: &str) -> Result<String> {
 /// The decision as the DESIGN §10 JSON shape, plus `policies`, `facts` and the decision
 /// event's log `index`.
 pub fn decision_json(d: &GateDecision, event: &Value, index: Option<u64>) -> Value {
-    json!({
-        "decision": match d.verdict { Verdict::Allow => "allow", Verdict::Deny => "deny" },
-        "reasons": d.reasons,
-        "decision_event": event,
-        "decision_index": index,
-        "policies": d.policies,
-        "facts": d.facts,
-    })
+    d.to_json(event, index)
 }
 
 /// Prints a decision for people.

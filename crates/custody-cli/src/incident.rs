@@ -15,7 +15,7 @@ use crate::{print_json, read_verifier, Format, Session, EXIT_NEGATIVE, EXIT_USAG
 pub fn cmd_blast_radius(ctx: &Session, start: BlastStart, max_events: usize) -> Result<u8> {
     let store = ctx.open_store(false)?;
     let config = BlastConfig { max_events };
-    let radius = match BlastRadius::compute(&store, start, &config) {
+    let radius = match BlastRadius::compute(store.as_ref(), start, &config) {
         Ok(r) => r,
         Err(
             e @ (BlastError::UnknownCredential(_)

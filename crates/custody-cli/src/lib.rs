@@ -12,6 +12,7 @@ mod gate;
 mod incident;
 mod ingest;
 mod keys;
+mod serve;
 pub mod synth;
 
 use std::io::Write;
@@ -23,7 +24,7 @@ use base64::Engine as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use custody_chain::{render_text, LinkConfig, Trace};
 use custody_merkle::{NoteVerifier, UnverifiedCheckpoint};
-use custody_store::Ledger;
+use custody_store::{Ledger, Store};
 use custody_store_sqlite::SqliteStore;
 use serde_json::json;
 
@@ -137,6 +138,14 @@ enum Command {
         /// The newer tree size (default: the latest checkpoint).
         #[arg(long)]
         to: Option<u64>,
+    },
+    /// The HTTP API and web UI (DESIGN §11): ingest, OTLP traces, the gate, chains,
+    /// findings, blast radius, checkpoints, proofs, evidence, metrics. Loopback by default;
+    /// refuses another address unless `[[server.tokens]]` are configured.
+    Serve {
+        /// The address to listen on (default `[server] listen`, else 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// The gate: may this action run? Checks the recorded chain behind its credential,
     /// the scope at every hop, approvals and the Cedar policy; records the decision.
@@ -290,23 +299,34 @@ impl Session {
         }
     }
 
-    /// Opens the store; `create` allows a new database (and new keys).
-    fn open_store(&self, create: bool) -> Result<SqliteStore> {
+    /// Opens the store named by `--db`; `create` allows a new database (and new keys).
+    pub fn open_store(&self, create: bool) -> Result<Box<dyn Store>> {
+        // Other backends are chosen by URL scheme here.
         if !create && !self.db.exists() {
             bail!(
                 "no database at `{}` (give --db, set CUSTODY_DB, or run `custody ingest` first)",
                 self.db.display()
             );
         }
-        SqliteStore::open(&self.db)
-            .with_context(|| format!("cannot open database `{}`", self.db.display()))
+        let store = SqliteStore::open(&self.db)
+            .with_context(|| format!("cannot open database `{}`", self.db.display()))?;
+        Ok(Box::new(store))
+    }
+
+    /// Opens more handles on the session's store (the server's read pool).
+    fn store_opener(&self) -> custody_server::Opener {
+        let db = self.db.clone();
+        Box::new(move || {
+            let store = SqliteStore::open(&db)?;
+            Ok(Box::new(store) as Box<dyn Store>)
+        })
     }
 
     /// The ledger with the installation's signing key.
     fn open_ledger(&self, create: bool) -> Result<Ledger> {
         let store = self.open_store(create)?;
         let signer = keys::load_or_create_signer(&self.keys.signing, &self.origin(), create)?;
-        Ok(Ledger::new(Box::new(store), signer, self.origin()))
+        Ok(Ledger::new(store, signer, self.origin()))
     }
 }
 
@@ -331,6 +351,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             },
         ),
         Command::Check { action } => gate::cmd_check(&ctx, &action),
+        Command::Serve { listen } => serve::cmd_serve(&ctx, listen.as_deref()),
         Command::Frameworks { framework } => findings::cmd_frameworks(&ctx, framework.as_deref()),
         Command::Demo { dir } => demo::run(&ctx, dir.as_deref()),
         Command::Ingest {
@@ -426,8 +447,8 @@ fn cmd_trace(ctx: &Session, event: Option<&str>, credential: Option<&str>) -> Re
     let store = ctx.open_store(false)?;
     let link = ctx.link_config();
     let trace = match (event, credential) {
-        (_, Some(cred)) => Trace::of_credential(&store, cred, &link)?,
-        (Some(event), None) => Trace::of_event(&store, event, &link)?,
+        (_, Some(cred)) => Trace::of_credential(store.as_ref(), cred, &link)?,
+        (Some(event), None) => Trace::of_event(store.as_ref(), event, &link)?,
         (None, None) => bail!("give an event or --credential"),
     };
     match ctx.format {
@@ -450,7 +471,7 @@ fn cmd_verify(ctx: &Session, key: Option<&Path>) -> Result<u8> {
         Some(path) => read_verifier(path)?,
         None => keys::load_or_create_signer(&ctx.keys.signing, &ctx.origin(), false)?.verifier(),
     };
-    let report = custody_store::ledger::verify_store(&store, &verifier)?;
+    let report = custody_store::ledger::verify_store(store.as_ref(), &verifier)?;
     let b64 = base64::engine::general_purpose::STANDARD;
     match ctx.format {
         Format::Json | Format::Sarif => print_json(&json!({

@@ -860,3 +860,44 @@ pub fn policy_violations(store: &dyn Store, gate: &Gate) -> Result<Vec<Finding>,
     }
     Ok(out)
 }
+
+/// Every finding over a store: the rules of DESIGN §5 and, when the gate has Cedar policies,
+/// the `policy-violation` findings of the policy replayed over recorded actions, in the
+/// rules' order (chain, rule, events, message). The CLI's `findings` and the server's
+/// `GET /v1/findings` both answer from this.
+pub fn findings(store: &dyn Store, gate: &Gate) -> Result<custody_rules::Report, StoreError> {
+    let mut report = custody_rules::evaluate(store, &gate.policy)?;
+    if gate.cedar.is_some() {
+        let violations = policy_violations(store, gate)?;
+        report
+            .chains
+            .extend(violations.iter().map(|f| f.chain.clone()));
+        report.findings.extend(violations);
+        let key = |f: &Finding| {
+            (
+                f.chain.clone(),
+                f.rule,
+                f.events.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                f.message.clone(),
+            )
+        };
+        report.findings.sort_by_cached_key(key);
+    }
+    Ok(report)
+}
+
+impl GateDecision {
+    /// The decision as the DESIGN §10 JSON shape (`custody check --format json`, `POST
+    /// /v1/authorize`): verdict, reasons, the decision event as stored and its log index,
+    /// the Cedar policies and the chain facts.
+    pub fn to_json(&self, event: &Value, index: Option<u64>) -> Value {
+        json!({
+            "decision": match self.verdict { Verdict::Allow => "allow", Verdict::Deny => "deny" },
+            "reasons": self.reasons,
+            "decision_event": event,
+            "decision_index": index,
+            "policies": self.policies,
+            "facts": self.facts,
+        })
+    }
+}

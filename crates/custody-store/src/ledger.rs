@@ -126,7 +126,26 @@ impl Ledger {
                 return Ok(latest);
             }
         }
-        let root = self.store.root()?;
+        // Other processes may append between these reads (nodes sharing one PostgreSQL
+        // store, docs/scale-out.md). The log only grows, so a root read between two equal
+        // sizes is the root at that size; otherwise read both again.
+        let mut size = size;
+        let mut root = self.store.root()?;
+        let mut tries = 0;
+        loop {
+            let after = self.store.size()?;
+            if after == size {
+                break;
+            }
+            tries += 1;
+            if tries > 100 {
+                return Err(StoreError::Backend(
+                    "the log kept growing while a checkpoint was read; try again".into(),
+                ));
+            }
+            size = after;
+            root = self.store.root()?;
+        }
         let checkpoint = Checkpoint {
             origin: self.origin.clone(),
             size,
@@ -148,67 +167,84 @@ impl Ledger {
 
     /// An inclusion proof for `index` in the tree of `size` (default: the latest checkpoint).
     pub fn inclusion_proof(&self, index: u64, size: Option<u64>) -> StoreResult<InclusionProof> {
-        let size = self.proof_size(size)?;
-        if index >= size {
-            return Err(StoreError::Backend(format!(
-                "index {index} is not in a tree of size {size}"
-            )));
-        }
-        let leaves = self.store.leaf_hashes(0, size)?;
-        let proof =
-            inclusion_proof(&leaves, index).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let leaf = leaves
-            .get(usize::try_from(index).unwrap_or(usize::MAX))
-            .copied()
-            .ok_or_else(|| StoreError::Backend(format!("no leaf at index {index}")))?;
-        Ok(InclusionProof {
-            index,
-            size,
-            root: custody_merkle::root(&leaves),
-            leaf_hash: leaf,
-            proof,
-        })
+        inclusion_proof_in(self.store.as_ref(), index, size)
     }
 
     /// A consistency proof from size `from` to size `to` (default: the latest checkpoint).
     pub fn consistency_proof(&self, from: u64, to: Option<u64>) -> StoreResult<ConsistencyProof> {
-        let to = self.proof_size(to)?;
-        if from > to {
-            return Err(StoreError::Backend(format!(
-                "cannot prove consistency from size {from} to the smaller size {to}"
-            )));
-        }
-        let leaves = self.store.leaf_hashes(0, to)?;
-        let proof =
-            consistency_proof(&leaves, from).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let old = leaves
-            .get(..usize::try_from(from).unwrap_or(usize::MAX))
-            .unwrap_or_default();
-        Ok(ConsistencyProof {
-            from,
-            to,
-            from_root: custody_merkle::root(old),
-            to_root: custody_merkle::root(&leaves),
-            proof,
-        })
+        consistency_proof_in(self.store.as_ref(), from, to)
     }
+}
 
-    fn proof_size(&self, size: Option<u64>) -> StoreResult<u64> {
-        let current = self.store.size()?;
-        let size = match size {
-            Some(s) => s,
-            None => match self.store.latest_checkpoint()? {
-                Some(c) => c.size,
-                None => current,
-            },
-        };
-        if size > current {
-            return Err(StoreError::Backend(format!(
-                "the log has {current} events, fewer than the requested size {size}"
-            )));
-        }
-        Ok(size)
+/// An inclusion proof for `index` in the tree of `size` (default: the latest checkpoint),
+/// over any store: reads need no signing key.
+pub fn inclusion_proof_in(
+    store: &dyn Store,
+    index: u64,
+    size: Option<u64>,
+) -> StoreResult<InclusionProof> {
+    let size = proof_size(store, size)?;
+    if index >= size {
+        return Err(StoreError::Backend(format!(
+            "index {index} is not in a tree of size {size}"
+        )));
     }
+    let leaves = store.leaf_hashes(0, size)?;
+    let proof = inclusion_proof(&leaves, index).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let leaf = leaves
+        .get(usize::try_from(index).unwrap_or(usize::MAX))
+        .copied()
+        .ok_or_else(|| StoreError::Backend(format!("no leaf at index {index}")))?;
+    Ok(InclusionProof {
+        index,
+        size,
+        root: custody_merkle::root(&leaves),
+        leaf_hash: leaf,
+        proof,
+    })
+}
+
+/// A consistency proof from size `from` to size `to` (default: the latest checkpoint).
+pub fn consistency_proof_in(
+    store: &dyn Store,
+    from: u64,
+    to: Option<u64>,
+) -> StoreResult<ConsistencyProof> {
+    let to = proof_size(store, to)?;
+    if from > to {
+        return Err(StoreError::Backend(format!(
+            "cannot prove consistency from size {from} to the smaller size {to}"
+        )));
+    }
+    let leaves = store.leaf_hashes(0, to)?;
+    let proof = consistency_proof(&leaves, from).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let old = leaves
+        .get(..usize::try_from(from).unwrap_or(usize::MAX))
+        .unwrap_or_default();
+    Ok(ConsistencyProof {
+        from,
+        to,
+        from_root: custody_merkle::root(old),
+        to_root: custody_merkle::root(&leaves),
+        proof,
+    })
+}
+
+fn proof_size(store: &dyn Store, size: Option<u64>) -> StoreResult<u64> {
+    let current = store.size()?;
+    let size = match size {
+        Some(s) => s,
+        None => match store.latest_checkpoint()? {
+            Some(c) => c.size,
+            None => current,
+        },
+    };
+    if size > current {
+        return Err(StoreError::Backend(format!(
+            "the log has {current} events, fewer than the requested size {size}"
+        )));
+    }
+    Ok(size)
 }
 
 /// `verify` over any store: see [`Ledger::verify`].

@@ -14,7 +14,10 @@ pub mod ledger;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use ledger::{ConsistencyProof, InclusionProof, Ledger, VerifyReport};
+pub use ledger::{
+    consistency_proof_in, inclusion_proof_in, ConsistencyProof, InclusionProof, Ledger,
+    VerifyReport,
+};
 
 /// Where a line of input came from, for error messages and the quarantine.
 #[derive(Clone, Debug, PartialEq, Eq)]
