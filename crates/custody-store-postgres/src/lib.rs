@@ -14,7 +14,7 @@
 //! - `custody_schema`: the migrations applied (files `migrations/NNNN_*.sql`, applied on open).
 //!
 //! **Sequencing.** Every batch is one transaction that first takes the transaction-scoped
-//! advisory lock [`APPEND_LOCK`], then reads `log_state` with `FOR UPDATE` (the row lock alone
+//! advisory lock [`APPEND_LOCK`] (where the engine has one), then reads `log_state` with `FOR UPDATE` (the row lock alone
 //! also serialises appenders, on engines whose advisory locks are no-ops), and only then looks
 //! for duplicates and assigns indexes, from what is in the database, never from a cached
 //! value. Appenders on any number of connections, processes or nodes therefore take turns and
@@ -39,6 +39,7 @@ use custody_store::{
     BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent,
 };
+use postgres::error::SqlState;
 use postgres::{Client, NoTls, Row, Statement};
 
 /// The newest schema version this build knows (the number of the last migration).
@@ -94,6 +95,9 @@ impl Conn {
 pub struct PgStore {
     conn: RefCell<Conn>,
     target: String,
+    /// Whether the engine has `pg_advisory_xact_lock` (some PostgreSQL-compatible engines
+    /// do not; the `log_state` row lock then serialises appenders alone).
+    advisory: bool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -211,10 +215,12 @@ impl PgStore {
             client,
             statements: HashMap::new(),
         };
-        migrate(&mut conn.client, &target)?;
+        let advisory = advisory_locks_work(&mut conn.client)?;
+        migrate(&mut conn.client, &target, advisory)?;
         let store = PgStore {
             conn: RefCell::new(conn),
             target,
+            advisory,
         };
         store.check_log_state()?;
         Ok(store)
@@ -306,11 +312,14 @@ impl PgStore {
         rejected: &[Rejected],
         before_commit: impl FnOnce() -> StoreResult<()>,
     ) -> StoreResult<BatchOutcome> {
+        let advisory = self.advisory;
         let mut conn = self.conn()?;
         let Conn { client, .. } = &mut *conn;
         let mut tx = client.transaction().map_err(db)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
-            .map_err(db)?;
+        if advisory {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
+                .map_err(db)?;
+        }
         let row = tx
             .query_opt(
                 "SELECT size, compact_range FROM log_state WHERE id = 1 FOR UPDATE",
@@ -358,12 +367,36 @@ fn missing_state() -> StoreError {
     }
 }
 
-/// Creates or upgrades the schema: one transaction under [`MIGRATION_LOCK`], so that nodes
-/// starting together apply each migration once.
-fn migrate(client: &mut Client, target: &str) -> StoreResult<()> {
+/// Whether `pg_advisory_xact_lock` exists: `false` when the engine says the function is
+/// undefined or unsupported (CockroachDB before transaction-scoped advisory locks, for
+/// instance), any other failure is an error.
+fn advisory_locks_work(client: &mut Client) -> StoreResult<bool> {
     let mut tx = client.transaction().map_err(db)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .map_err(db)?;
+    match tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]) {
+        Ok(_) => {
+            tx.commit().map_err(db)?;
+            Ok(true)
+        }
+        Err(e)
+            if e.code() == Some(&SqlState::UNDEFINED_FUNCTION)
+                || e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED) =>
+        {
+            // Dropping the transaction rolls it back.
+            Ok(false)
+        }
+        Err(e) => Err(db(e)),
+    }
+}
+
+/// Creates or upgrades the schema: one transaction under [`MIGRATION_LOCK`] (where the engine
+/// has advisory locks), so that nodes starting together apply each migration once. Without
+/// them, a node that loses the race fails to open and can simply be started again.
+fn migrate(client: &mut Client, target: &str, advisory: bool) -> StoreResult<()> {
+    let mut tx = client.transaction().map_err(db)?;
+    if advisory {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(db)?;
+    }
     let exists = |tx: &mut postgres::Transaction<'_>, table: &str| -> StoreResult<bool> {
         let n: i64 = tx
             .query_one(

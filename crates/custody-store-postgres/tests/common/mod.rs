@@ -23,8 +23,11 @@ pub fn admin_url() -> String {
 fn admin() -> Client {
     let url = admin_url();
     Client::connect(&url, NoTls).unwrap_or_else(|e| {
+        let cause = std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
         panic!(
-            "PostgreSQL is not reachable at {url} ({e}). These tests need a running server: \
+            "PostgreSQL is not reachable at {url} ({e}{cause}). These tests need a running server: \
              start one (trust auth for user postgres on 127.0.0.1:5432) or point \
              CUSTODY_TEST_PG at one. They never skip."
         )
