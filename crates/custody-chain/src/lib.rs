@@ -17,6 +17,7 @@ mod blast;
 mod bundle;
 mod graph;
 mod render;
+mod svg;
 
 pub use blast::{BlastConfig, BlastError, BlastRadius, BlastStart, CredentialReach, Derivation};
 pub use bundle::{
@@ -26,3 +27,4 @@ pub use graph::{
     Ambiguity, Completeness, Dangling, Edge, EdgeKind, Hop, Link, LinkConfig, Trace, TraceError,
 };
 pub use render::render_text;
+pub use svg::{chain_svg, escape_xml, event_summary, MAX_GRAPH_EVENTS};

@@ -357,6 +357,26 @@ async fn blocking<T: Send + 'static>(
 
 type Shared = AxState<Arc<State>>;
 
+/// Every route of [`app`] (method, path pattern), as the OpenAPI document lists them.
+pub const ROUTES: [(&str, &str); 16] = [
+    ("GET", "/"),
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/openapi.json"),
+    ("POST", "/v1/events"),
+    ("POST", "/v1/traces"),
+    ("POST", "/v1/authorize"),
+    ("GET", "/v1/chains/{event}"),
+    ("GET", "/v1/chains/{event}/svg"),
+    ("GET", "/v1/findings"),
+    ("GET", "/v1/blast-radius"),
+    ("GET", "/v1/checkpoint"),
+    ("GET", "/v1/proofs/inclusion"),
+    ("GET", "/v1/proofs/consistency"),
+    ("GET", "/v1/evidence/{event}"),
+    ("GET", "/v1/status"),
+];
+
 /// The router: every endpoint of DESIGN §11 and the web UI. Tests call it without a socket.
 pub fn app(state: Arc<State>) -> Router {
     let limit = state.options.body_limit;
@@ -369,12 +389,14 @@ pub fn app(state: Arc<State>) -> Router {
         .route("/v1/traces", post(post_traces))
         .route("/v1/authorize", post(authorize))
         .route("/v1/chains/{event}", get(chain))
+        .route("/v1/chains/{event}/svg", get(chain_svg))
         .route("/v1/findings", get(findings))
         .route("/v1/blast-radius", get(blast_radius))
         .route("/v1/checkpoint", get(checkpoint))
         .route("/v1/proofs/inclusion", get(inclusion))
         .route("/v1/proofs/consistency", get(consistency))
         .route("/v1/evidence/{event}", get(evidence))
+        .route("/v1/status", get(status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -1095,6 +1117,43 @@ async fn evidence(state: Shared, Path(event): Path<String>) -> ApiResult<Json<Va
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bundle", e.to_string())
             })?;
             Ok(Json(value))
+        })
+    })
+    .await
+}
+
+/// `GET /v1/chains/{event}/svg`: the chain drawn as a graph (the web UI shows it).
+async fn chain_svg(state: Shared, Path(event): Path<String>) -> ApiResult<Response> {
+    let s = state.0.clone();
+    let svg = blocking(move || {
+        s.with_reader(|store| {
+            let trace = Trace::of_event(store, &event, &s.options.link)?;
+            Ok(custody_chain::chain_svg(&trace))
+        })
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+/// `GET /v1/status`: the log's size and root and the latest signed checkpoint (the UI's
+/// log status), without signing anything.
+async fn status(state: Shared) -> ApiResult<Json<Value>> {
+    let s = state.0.clone();
+    blocking(move || {
+        s.with_reader(|store| {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let latest = store.latest_checkpoint()?;
+            Ok(Json(json!({
+                "origin": s.origin,
+                "size": store.size()?,
+                "root": b64.encode(store.root()?),
+                "key": s.verifier_key,
+                "checkpoint": latest.map(|c| json!({
+                    "size": c.size,
+                    "root": b64.encode(c.root),
+                    "note": c.note,
+                })),
+            })))
         })
     })
     .await
