@@ -811,8 +811,10 @@ async fn authorize(
             e.column()
         ))
     })?;
+    // Deciding takes tens of microseconds of CPU and two indexed reads: it runs on the
+    // async worker itself, which measured faster than a hop to the blocking pool.
     let s = state.0.clone();
-    let (decision, prepared) = blocking(move || {
+    let (decision, prepared) = (move || {
         let proposed = ProposedAction::parse(value, s.preparer.redactor())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let at = proposed.time.unwrap_or_else(Timestamp::now);
@@ -843,9 +845,8 @@ async fn authorize(
                     format!("cannot record the decision: {e}"),
                 )
             })?;
-        Ok((decision, prepared))
-    })
-    .await?;
+        Ok::<_, ApiError>((decision, prepared))
+    })()?;
     let key = prepared.event.key.clone();
     let stored: Value = serde_json::from_slice(&prepared.canonical)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -860,15 +861,12 @@ async fn authorize(
     let index = if outcome.accepted == 1 {
         outcome.size.saturating_sub(1)
     } else {
-        let s = state.0.clone();
-        blocking(move || {
-            s.with_reader(|store| {
-                store.get(&key)?.map(|e| e.index).ok_or_else(|| {
-                    ApiError::not_found(format!("the decision {key} is not in the log"))
-                })
-            })
-        })
-        .await?
+        state.0.with_reader(|store| {
+            store
+                .get(&key)?
+                .map(|e| e.index)
+                .ok_or_else(|| ApiError::not_found(format!("the decision {key} is not in the log")))
+        })?
     };
     let m = &state.0.metrics;
     m.accepted.inc_by(outcome.accepted);

@@ -1,23 +1,29 @@
 //! The one writer: a thread that owns the [`Ledger`] and commits what the handlers send it.
 //!
 //! Handlers never write the store themselves. Each request's batch goes to this thread over
-//! a channel; the thread takes every job waiting (group commit), appends each request's
-//! batch as its own transaction (so each answer counts exactly its own events), then signs
-//! one checkpoint for the lot before it answers anyone. An answer therefore means: the
-//! events are committed and covered by a signed checkpoint. On shutdown the channel closes,
-//! the thread finishes every job already queued, and [`Writer::shutdown`] waits for it, so
-//! no acknowledged event is lost and no queued one is dropped.
+//! a channel and is appended as its own transaction (so each answer counts exactly its own
+//! events); the answer is sent once the transaction has committed. Signing is batched: the
+//! thread signs a checkpoint of the head at most [`CHECKPOINT_EVERY`] after the first
+//! unsigned commit (and at once when someone asks for a checkpoint, and on shutdown), so a
+//! busy server signs a few dozen checkpoints a second, not one per request. On shutdown the
+//! channel closes, the thread finishes every job already queued and signs the head, and
+//! [`Writer::shutdown`] waits for it: no acknowledged event is lost, none is left unsigned.
 
 use std::sync::Mutex;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use custody_store::{
     BatchOutcome, Ledger, NewEvent, Rejected, StoreError, StoreResult, StoredCheckpoint,
 };
 use tokio::sync::oneshot;
 
-/// The most jobs committed under one checkpoint.
+/// The most jobs taken from the queue at once.
 const MAX_GROUP: usize = 512;
+
+/// How long committed events may wait for a signed checkpoint (DESIGN §8: a new checkpoint
+/// at most 100 ms after a batch commits).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 enum Job {
     Append {
@@ -113,7 +119,30 @@ impl Drop for Writer {
 }
 
 fn run(mut ledger: Ledger, rx: &crossbeam_channel::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+    // Appended but not yet covered by a signed checkpoint, since when.
+    let mut unsigned_since: Option<Instant> = None;
+    loop {
+        let first = match unsigned_since {
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Some(since) => {
+                let due = since + CHECKPOINT_EVERY;
+                match rx.recv_deadline(due) {
+                    Ok(job) => job,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        sign(&mut ledger);
+                        unsigned_since = None;
+                        continue;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        sign(&mut ledger);
+                        return;
+                    }
+                }
+            }
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -121,9 +150,7 @@ fn run(mut ledger: Ledger, rx: &crossbeam_channel::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut appended = Vec::new();
         let mut checkpoints = Vec::new();
-        let mut grew = false;
         for job in jobs {
             match job {
                 Job::Append {
@@ -132,39 +159,36 @@ fn run(mut ledger: Ledger, rx: &crossbeam_channel::Receiver<Job>) {
                     reply,
                 } => {
                     let outcome = ledger.append_unsigned(&events, &rejected);
-                    if let Ok(o) = &outcome {
-                        grew |= o.accepted > 0;
+                    if matches!(&outcome, Ok(o) if o.accepted > 0) && unsigned_since.is_none() {
+                        unsigned_since = Some(Instant::now());
                     }
-                    appended.push((reply, outcome));
+                    let _ = reply.send(outcome);
                 }
                 Job::Checkpoint { reply } => checkpoints.push(reply),
             }
         }
-        // One signed checkpoint covers every batch of the group, before anyone is answered.
-        let signed = if grew || !checkpoints.is_empty() {
-            Some(ledger.checkpoint())
-        } else {
-            None
-        };
-        if let Some(Err(e)) = &signed {
-            tracing::error!(error = %e, "cannot sign a checkpoint");
+        if !checkpoints.is_empty() {
+            let signed = ledger.checkpoint();
+            if signed.is_ok() {
+                unsigned_since = None;
+            }
+            for reply in checkpoints {
+                let answer = match &signed {
+                    Ok(c) => Ok(c.clone()),
+                    Err(e) => Err(StoreError::Backend(e.to_string())),
+                };
+                let _ = reply.send(answer);
+            }
         }
-        for (reply, outcome) in appended {
-            let outcome = match (&signed, outcome) {
-                (Some(Err(e)), Ok(o)) if o.accepted > 0 => Err(StoreError::Backend(format!(
-                    "events committed, but the checkpoint failed: {e}"
-                ))),
-                (_, o) => o,
-            };
-            let _ = reply.send(outcome);
+        if unsigned_since.is_some_and(|t| t.elapsed() >= CHECKPOINT_EVERY) {
+            sign(&mut ledger);
+            unsigned_since = None;
         }
-        for reply in checkpoints {
-            let answer = match &signed {
-                Some(Ok(c)) => Ok(c.clone()),
-                Some(Err(e)) => Err(StoreError::Backend(e.to_string())),
-                None => Err(StoreError::Backend("no checkpoint".into())),
-            };
-            let _ = reply.send(answer);
-        }
+    }
+}
+
+fn sign(ledger: &mut Ledger) {
+    if let Err(e) = ledger.checkpoint() {
+        tracing::error!(error = %e, "cannot sign a checkpoint");
     }
 }

@@ -3,7 +3,12 @@
 //! rendered. A screenshot of the chain page is kept at `target/ui-chain.png` as an artefact.
 //! Without Chromium the test fails and says how to install it (`scripts/install-chromium.sh`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -66,7 +71,11 @@ async fn chain_findings_blast_and_status_pages_render_in_chromium() {
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../ui-chain.png");
     let base = format!("http://{addr}/");
     let (chain, findings, blast, status, missing) = tokio::task::spawn_blocking(move || {
-        let chain = dom(&format!("{base}#/chain/agent-runtime%23s1-act-2"), &profile, None);
+        let chain = dom(
+            &format!("{base}#/chain/agent-runtime%23s1-act-2"),
+            &profile,
+            None,
+        );
         dom(
             &format!("{base}#/chain/agent-runtime%23s1-act-2"),
             &profile,
@@ -98,10 +107,16 @@ async fn chain_findings_blast_and_status_pages_render_in_chromium() {
         .expect("the graph container");
     assert!(graph.contains("<svg"), "the graph is drawn: {graph}");
     assert!(graph.contains("rotation-agent"));
-    assert!(graph.contains("ben@example.com"), "the initiating human is drawn");
+    assert!(
+        graph.contains("ben@example.com"),
+        "the initiating human is drawn"
+    );
     assert!(chain.contains("href=\"#/chain/"));
     assert!(chain.contains("Findings on this chain"));
-    assert!(chain.contains("token-reuse"), "story 1's finding shows on its chain");
+    assert!(
+        chain.contains("token-reuse"),
+        "story 1's finding shows on its chain"
+    );
 
     // Findings filtered to the OWASP NHI Top 10: every row names an NHI control.
     assert!(findings.contains("id=\"findings\""), "{findings}");
@@ -117,7 +132,10 @@ async fn chain_findings_blast_and_status_pages_render_in_chromium() {
     // Log status: the size and the signed note.
     assert!(status.contains("id=\"status\""), "{status}");
     assert!(status.contains("server.test/log"));
-    assert!(status.contains("— server.test/log"), "the signed note is shown");
+    assert!(
+        status.contains("— server.test/log"),
+        "the signed note is shown"
+    );
 
     // An unknown event: the API's message, shown.
     assert!(missing.contains("id=\"error\""), "{missing}");
