@@ -56,6 +56,19 @@ fn dom(url: &str, profile: &Path, screenshot: Option<&Path>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// As [`dom`], retried until the page says it finished (`data-ready` on `<main>`): under
+/// load Chromium's virtual time can run out before the API has answered.
+fn rendered(url: &str, profile: &Path) -> String {
+    let mut last = String::new();
+    for _ in 0..5 {
+        last = dom(url, profile, None);
+        if last.contains("data-ready=") {
+            return last;
+        }
+    }
+    panic!("{url} never finished rendering: {last}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chain_findings_blast_and_status_pages_render_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,14 +94,13 @@ async fn chain_findings_blast_and_status_pages_render_in_chromium() {
             &profile,
             Some(&shot),
         );
-        let findings = dom(&format!("{base}#/findings/NHI"), &profile, None);
-        let blast = dom(
+        let findings = rendered(&format!("{base}#/findings/NHI"), &profile);
+        let blast = rendered(
             &format!("{base}#/blast/secret/secret%2Fci%2Fci-publisher%2Faws"),
             &profile,
-            None,
         );
-        let status = dom(&format!("{base}#/status"), &profile, None);
-        let missing = dom(&format!("{base}#/chain/no-such-event"), &profile, None);
+        let status = rendered(&format!("{base}#/status"), &profile);
+        let missing = rendered(&format!("{base}#/chain/no-such-event"), &profile);
         (chain, findings, blast, status, missing)
     })
     .await
