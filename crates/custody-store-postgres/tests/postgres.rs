@@ -259,3 +259,104 @@ fn a_missing_database_is_a_clear_error() {
         "{text}"
     );
 }
+
+/// A node's store through which another node appends a batch at the worst moment for a
+/// checkpoint: between the ledger's read of the size and its read of the root.
+struct AnotherNodeAppendsDuringRoot {
+    inner: PgStore,
+    other: std::sync::Mutex<Option<(PgStore, Vec<custody_store::NewEvent>)>>,
+}
+
+impl Store for AnotherNodeAppendsDuringRoot {
+    fn append_batch(
+        &mut self,
+        events: &[custody_store::NewEvent],
+        rejected: &[custody_store::Rejected],
+    ) -> custody_store::StoreResult<custody_store::BatchOutcome> {
+        self.inner.append_batch(events, rejected)
+    }
+    fn size(&self) -> custody_store::StoreResult<u64> {
+        self.inner.size()
+    }
+    fn root(&self) -> custody_store::StoreResult<custody_merkle::Hash> {
+        if let Some((mut other, events)) = self.other.lock().unwrap().take() {
+            other.append_batch(&events, &[])?;
+        }
+        self.inner.root()
+    }
+    fn event_at(
+        &self,
+        index: u64,
+    ) -> custody_store::StoreResult<Option<custody_store::StoredEvent>> {
+        self.inner.event_at(index)
+    }
+    fn get(
+        &self,
+        key: &custody_model::EventKey,
+    ) -> custody_store::StoreResult<Option<custody_store::StoredEvent>> {
+        self.inner.get(key)
+    }
+    fn lookup(
+        &self,
+        by: custody_store::Lookup<'_>,
+    ) -> custody_store::StoreResult<Vec<custody_store::StoredEvent>> {
+        self.inner.lookup(by)
+    }
+    fn leaf_hashes(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> custody_store::StoreResult<Vec<custody_merkle::Hash>> {
+        self.inner.leaf_hashes(start, end)
+    }
+    fn scan(
+        &self,
+        start: u64,
+        f: &mut dyn FnMut(u64, &[u8], &custody_merkle::Hash) -> custody_store::StoreResult<()>,
+    ) -> custody_store::StoreResult<()> {
+        self.inner.scan(start, f)
+    }
+    fn add_checkpoint(
+        &mut self,
+        c: &custody_store::StoredCheckpoint,
+    ) -> custody_store::StoreResult<()> {
+        self.inner.add_checkpoint(c)
+    }
+    fn latest_checkpoint(
+        &self,
+    ) -> custody_store::StoreResult<Option<custody_store::StoredCheckpoint>> {
+        self.inner.latest_checkpoint()
+    }
+    fn checkpoints(&self) -> custody_store::StoreResult<Vec<custody_store::StoredCheckpoint>> {
+        self.inner.checkpoints()
+    }
+    fn quarantine(&self) -> custody_store::StoreResult<Vec<custody_store::Rejected>> {
+        self.inner.quarantine()
+    }
+}
+
+#[test]
+fn a_checkpoint_never_pairs_one_size_with_a_later_root() {
+    let db = TempDb::new();
+    let signer = NoteSigner::generate("custody.test/pg", [3u8; 32]).unwrap();
+    let store = AnotherNodeAppendsDuringRoot {
+        inner: PgStore::open(&db.url).unwrap(),
+        other: std::sync::Mutex::new(Some((
+            PgStore::open(&db.url).unwrap(),
+            synthetic_events(500_000, 70),
+        ))),
+    };
+    let mut ledger = Ledger::new(Box::new(store), signer.clone(), "custody.test/pg");
+    ledger.append(&synthetic_events(0, 30), &[]).unwrap();
+    let store = PgStore::open(&db.url).unwrap();
+    assert_eq!(store.size().unwrap(), 100);
+    let checkpoints = store.checkpoints().unwrap();
+    assert_eq!(checkpoints.len(), 1);
+    assert_eq!(
+        checkpoints[0].size, 100,
+        "signed for the head it read the root of"
+    );
+    assert_eq!(checkpoints[0].root, store.root().unwrap());
+    let report = verify_store(&store, &signer.verifier()).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+}
