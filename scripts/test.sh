@@ -20,3 +20,5 @@ rm -rf "$sarif_dir"
 echo "== third-party checks (aics-tlog)"
 bash scripts/aics-interop.sh
 bash scripts/custody-interop.sh target/debug/custody
+echo "== OpenTelemetry SDK -> custody serve (OTLP/HTTP protobuf)"
+bash scripts/otel-sdk-check.sh target/debug/custody
