@@ -250,6 +250,20 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
             if let (Some(obj), Value::Object(extra)) = (story_json.as_object_mut(), incident) {
                 obj.extend(extra);
             }
+            // ... and the incident report of the pivot (the new key made with the stolen
+            // one, then used), written beside the bundle.
+            let report = crate::report::demo_report(
+                &mut ledger,
+                &config,
+                cedar.clone(),
+                &link,
+                "aws:cloudtrail:123456789012#s4-act-6",
+                &dir,
+                json,
+            )?;
+            if let Some(obj) = story_json.as_object_mut() {
+                obj.insert("report".to_owned(), report);
+            }
         }
         if json {
             report.push(story_json);
