@@ -327,3 +327,51 @@ fn the_page_renders_in_headless_chromium() {
         "no missing-link fill"
     );
 }
+
+#[test]
+fn an_altered_event_fails_its_proof_and_the_page_says_which() {
+    let dir = setup(&[]);
+    let trace = run(dir.path(), &["--format", "json", "trace", PIVOT]);
+    assert_eq!(code(&trace), 0, "{}", stderr(&trace));
+    let trace: Value = serde_json::from_slice(&trace.stdout).unwrap();
+    let index = trace["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "aws:config:123456789012#s4-eff-4")
+        .unwrap()["index"]
+        .as_u64()
+        .unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("custody.db")).unwrap();
+    let triggers: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for name in triggers {
+        conn.execute_batch(&format!("DROP TRIGGER \"{name}\""))
+            .unwrap();
+    }
+    let changed = conn
+        .execute(
+            "UPDATE events SET body = CAST(replace(CAST(body AS TEXT), 'access key', 'access KEY') AS BLOB) WHERE idx = ?1",
+            [index as i64],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+
+    let path = dir.path().join("altered.html");
+    let out = run(dir.path(), &["report", PIVOT, "-o", path.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let html = std::fs::read_to_string(&path).unwrap();
+    assert!(html.contains("6/7 inclusion proofs verified"));
+    assert_eq!(html.matches("✗ failed").count(), 1);
+    assert!(
+        html.contains(&format!("index {index}: ")),
+        "the failure is not named"
+    );
+    assert!(html.contains("s4-eff-4"));
+}
