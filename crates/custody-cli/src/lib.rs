@@ -12,6 +12,7 @@ mod gate;
 mod incident;
 mod ingest;
 mod keys;
+mod report;
 mod serve;
 pub mod synth;
 
@@ -59,7 +60,8 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 struct Global {
-    /// The database: a SQLite file path.
+    /// The database: a SQLite file path, or a PostgreSQL URL (`postgres://user@host/db`)
+    /// shared by several nodes (docs/scale-out.md).
     #[arg(long, global = true, env = "CUSTODY_DB", default_value = "custody.db")]
     db: PathBuf,
     /// The configuration file (default: ./custody.toml when present).
@@ -203,6 +205,20 @@ enum Command {
         #[arg(short = 'o', long)]
         output: PathBuf,
     },
+    /// Write a self-contained HTML page for an incident ticket: the chain drawn as a graph,
+    /// the verdict, the findings with framework ids, each event's inclusion proof checked
+    /// against the latest signed checkpoint. Exit 1 when a proof fails (the page says which).
+    Report {
+        /// The event (`source#id` or a unique id).
+        #[arg(required_unless_present = "credential", conflicts_with = "credential")]
+        event: Option<String>,
+        /// A credential id instead: its issuance, every action that used it, their effects.
+        #[arg(long)]
+        credential: Option<String>,
+        /// The HTML file to write.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
     /// Check an evidence bundle offline, with nothing but the verifier key (from
     /// `custody checkpoint --key`): exit 0 ok, 1 altered (saying what), 2 unreadable.
     VerifyBundle {
@@ -266,7 +282,14 @@ pub struct Session {
 impl Session {
     fn new(global: &Global) -> Result<Session> {
         let (config, config_path) = Config::load(global.config.as_deref())?;
-        let defaults = KeyPaths::beside(&global.db);
+        // A PostgreSQL URL is no place for files: its keys default to ./custody.*-key, and
+        // every node appending to that database must use the same two key files.
+        let defaults = match global.db.to_str() {
+            Some(url) if custody_store_postgres::is_postgres_url(url) => {
+                KeyPaths::beside(Path::new("custody"))
+            }
+            _ => KeyPaths::beside(&global.db),
+        };
         let keys = KeyPaths {
             signing: config.keys.signing_key.clone().unwrap_or(defaults.signing),
             fingerprint: config
@@ -301,7 +324,13 @@ impl Session {
 
     /// Opens the store named by `--db`; `create` allows a new database (and new keys).
     pub fn open_store(&self, create: bool) -> Result<Box<dyn Store>> {
-        // Other backends are chosen by URL scheme here.
+        // Other backends are chosen by URL scheme here. The URL is not repeated in errors
+        // (it may hold a password); the store names the server without it.
+        if let Some(url) = self.postgres_url() {
+            let store = custody_store_postgres::PgStore::open(url)
+                .context("cannot open the PostgreSQL database")?;
+            return Ok(Box::new(store));
+        }
         if !create && !self.db.exists() {
             bail!(
                 "no database at `{}` (give --db, set CUSTODY_DB, or run `custody ingest` first)",
@@ -313,8 +342,22 @@ impl Session {
         Ok(Box::new(store))
     }
 
+    /// `--db` when it is a PostgreSQL URL.
+    fn postgres_url(&self) -> Option<&str> {
+        self.db
+            .to_str()
+            .filter(|db| custody_store_postgres::is_postgres_url(db))
+    }
+
     /// Opens more handles on the session's store (the server's read pool).
     fn store_opener(&self) -> custody_server::Opener {
+        if let Some(url) = self.postgres_url() {
+            let url = url.to_owned();
+            return Box::new(move || {
+                let store = custody_store_postgres::PgStore::open(&url)?;
+                Ok(Box::new(store) as Box<dyn Store>)
+            });
+        }
         let db = self.db.clone();
         Box::new(move || {
             let store = SqliteStore::open(&db)?;
@@ -382,6 +425,11 @@ fn dispatch(cli: Cli) -> Result<u8> {
         ),
         Command::Export { event, output } => incident::cmd_export(&ctx, &event, &output),
         Command::VerifyBundle { file, key } => incident::cmd_verify_bundle(&ctx, &file, &key),
+        Command::Report {
+            event,
+            credential,
+            output,
+        } => report::cmd_report(&ctx, event.as_deref(), credential.as_deref(), &output),
         Command::GenEvents { count, seed } => {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             let mut line = String::with_capacity(1024);
