@@ -594,6 +594,35 @@ impl<'s> Walker<'s> {
 
     /// Completes the picture for events reached going down: what a descendant follows from
     /// besides the start (its approvals, its credential's issuer) belongs to the chain too.
+    /// The effects of actions reached on the way up (an action above the start, such as
+    /// the one that created the credential the start used): without them such an action
+    /// would be judged as missing its impact when its impact is recorded. Only effects are
+    /// added, not what else follows from those actions.
+    fn effects_of_ancestors(&mut self) -> Result<(), StoreError> {
+        let ancestors: Vec<StoredEvent> = self
+            .events
+            .values()
+            .filter(|e| {
+                matches!(e.event.body, EventBody::Action(_))
+                    && !self.expanded_down.contains(&e.index)
+            })
+            .cloned()
+            .collect();
+        for action in ancestors {
+            for (child, kind) in self.down(&action)? {
+                if matches!(child.event.body, EventBody::Effect(_)) {
+                    self.edges.insert(Edge {
+                        from: action.key().clone(),
+                        to: child.key().clone(),
+                        kind,
+                    });
+                    self.add(&child);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn close_upward(&mut self) -> Result<(), StoreError> {
         let nodes: Vec<StoredEvent> = self.events.values().cloned().collect();
         for node in nodes {
@@ -628,6 +657,7 @@ impl Trace {
         let mut w = Walker::new(store, config);
         w.walk_down(&start)?;
         w.close_upward()?;
+        w.effects_of_ancestors()?;
         Ok(w.finish(start.key().to_string()))
     }
 

@@ -140,3 +140,40 @@ fn an_unknown_credential_is_dangling_not_an_error() {
     ));
     assert!(s.size().unwrap() == 1);
 }
+
+#[test]
+fn an_action_above_the_start_keeps_its_recorded_impact() {
+    // act-1 creates a key (eff-1 records it); the key's issuance names act-1 as a parent,
+    // and act-2 uses the key. Walking up from act-2 reaches act-1: its effect must come
+    // with it, or act-1 would be judged as missing an impact that is recorded.
+    let s = store(
+        r#"{"id":"req","type":"request","time":"2026-06-01T00:00:00Z","source":"t","initiator":{"id":"h@example.com","kind":"human"}}
+{"id":"del-1","type":"delegation","time":"2026-06-01T00:00:01Z","source":"t","from":{"id":"h@example.com","kind":"human"},"to":{"id":"svc","kind":"service"},"via":"token_exchange","request":"req","credential":{"id":"tok-1"},"scope":[{"action":"*","resource":"*"}]}
+{"id":"act-1","type":"action","time":"2026-06-01T00:00:02Z","source":"t","actor":{"id":"svc","kind":"service"},"credential":"tok-1","operation":"iam:CreateAccessKey","resource":"iam://user/b","request":"req"}
+{"id":"eff-1","type":"effect","time":"2026-06-01T00:00:03Z","source":"t","system":"iam","resource":"iam://user/b","change":"created","caused_by":"act-1"}
+{"id":"del-2","type":"delegation","time":"2026-06-01T00:00:04Z","source":"t","from":{"id":"svc","kind":"service"},"to":{"id":"b","kind":"service"},"via":"service_account_key","parents":["act-1"],"parent_credential":"tok-1","credential":{"id":"key-2"},"scope":[{"action":"*","resource":"*"}]}
+{"id":"act-2","type":"action","time":"2026-06-01T00:00:05Z","source":"t","actor":{"id":"b","kind":"service"},"credential":"key-2","operation":"s3:GetObject","resource":"s3://x","request":"req"}"#,
+    );
+    let t = trace(&s, "act-2");
+    assert!(
+        t.events.values().any(|e| e.key().id == "eff-1"),
+        "{:?}",
+        t.to_json()
+    );
+    assert!(has_edge(&t, "t#act-1", "t#eff-1", EdgeKind::CausedBy));
+    let chains = t.to_json()["chains"].clone();
+    let act1 = chains
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["action"] == "t#act-1")
+        .expect("act-1 is judged");
+    assert!(
+        !act1["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "impact"),
+        "{act1}"
+    );
+}
