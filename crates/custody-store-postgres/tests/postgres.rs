@@ -260,11 +260,22 @@ fn a_missing_database_is_a_clear_error() {
     );
 }
 
-/// A node's store through which another node appends a batch at the worst moment for a
-/// checkpoint: between the ledger's read of the size and its read of the root.
+/// A node's store through which another node appends a batch at the worst moment: the first
+/// time this node reads the root (for a checkpoint: between its reads of the size and of the
+/// root) or the size (for verify: right after its scan).
 struct AnotherNodeAppendsDuringRoot {
     inner: PgStore,
     other: std::sync::Mutex<Option<(PgStore, Vec<custody_store::NewEvent>)>>,
+    on_size: bool,
+}
+
+impl AnotherNodeAppendsDuringRoot {
+    fn other_appends(&self) -> custody_store::StoreResult<()> {
+        if let Some((mut other, events)) = self.other.lock().unwrap().take() {
+            other.append_batch(&events, &[])?;
+        }
+        Ok(())
+    }
 }
 
 impl Store for AnotherNodeAppendsDuringRoot {
@@ -276,11 +287,14 @@ impl Store for AnotherNodeAppendsDuringRoot {
         self.inner.append_batch(events, rejected)
     }
     fn size(&self) -> custody_store::StoreResult<u64> {
+        if self.on_size {
+            self.other_appends()?;
+        }
         self.inner.size()
     }
     fn root(&self) -> custody_store::StoreResult<custody_merkle::Hash> {
-        if let Some((mut other, events)) = self.other.lock().unwrap().take() {
-            other.append_batch(&events, &[])?;
+        if !self.on_size {
+            self.other_appends()?;
         }
         self.inner.root()
     }
@@ -345,6 +359,7 @@ fn a_checkpoint_never_pairs_one_size_with_a_later_root() {
             PgStore::open(&db.url).unwrap(),
             synthetic_events(500_000, 70),
         ))),
+        on_size: false,
     };
     let mut ledger = Ledger::new(Box::new(store), signer.clone(), "custody.test/pg");
     ledger.append(&synthetic_events(0, 30), &[]).unwrap();
@@ -359,4 +374,31 @@ fn a_checkpoint_never_pairs_one_size_with_a_later_root() {
     assert_eq!(checkpoints[0].root, store.root().unwrap());
     let report = verify_store(&store, &signer.verifier()).unwrap();
     assert!(report.ok, "{:?}", report.problems);
+}
+
+#[test]
+fn verify_catches_up_with_another_node_appending_meanwhile() {
+    let db = TempDb::new();
+    let signer = NoteSigner::generate("custody.test/pg", [4u8; 32]).unwrap();
+    let mut ledger = Ledger::new(
+        Box::new(PgStore::open(&db.url).unwrap()),
+        signer.clone(),
+        "custody.test/pg",
+    );
+    ledger.append(&synthetic_events(0, 40), &[]).unwrap();
+    let store = AnotherNodeAppendsDuringRoot {
+        inner: PgStore::open(&db.url).unwrap(),
+        other: std::sync::Mutex::new(Some((
+            PgStore::open(&db.url).unwrap(),
+            synthetic_events(600_000, 25),
+        ))),
+        on_size: true,
+    };
+    let report = verify_store(&store, &signer.verifier()).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(
+        report.size, 65,
+        "the events appended meanwhile were checked too"
+    );
+    assert_eq!(report.root, store.inner.root().unwrap());
 }

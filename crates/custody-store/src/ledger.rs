@@ -269,10 +269,80 @@ pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> StoreResult<V
     }
     checkpoints.sort_by_key(|(size, _)| *size);
 
-    // Reading rows (this thread) and re-hashing them (a second thread) overlap: batches of
-    // rows are copied into one buffer each and handed over through a bounded channel.
-    let replay = std::thread::scope(|scope| -> StoreResult<Replay<'_>> {
-        let mut replay = Replay::new(&checkpoints);
+    // Other processes may append while this runs (nodes sharing one PostgreSQL store,
+    // docs/scale-out.md): the events they add are replayed too, until the head holds still
+    // between two reads of its size, so that the head is compared at one size. The log only
+    // grows, so a root read between two equal sizes is the root at that size.
+    let mut replay = replay_from(store, 0, Replay::new(&checkpoints))?;
+    let mut rounds = 0;
+    let (head_size, head_root) = loop {
+        let head_size = store.size()?;
+        if head_size > replay.expected_index && rounds < HEAD_ROUNDS {
+            rounds += 1;
+            let next = replay.expected_index;
+            replay = replay_from(store, next, replay)?;
+            continue;
+        }
+        let head_root = store.root()?;
+        if store.size()? == head_size || rounds >= HEAD_ROUNDS {
+            break (head_size, head_root);
+        }
+        rounds += 1;
+    };
+    let Replay {
+        range,
+        next_checkpoint,
+        checked,
+        mut first_mismatch,
+        problems: mut scan_problems,
+        checkpoints: all_checkpoints,
+        ..
+    } = replay;
+    problems.append(&mut scan_problems);
+    let next_checkpoint = all_checkpoints
+        .get(next_checkpoint..)
+        .unwrap_or_default()
+        .iter();
+
+    let size = range.size();
+    let root = range.root();
+    for (cp_size, _) in next_checkpoint {
+        problems.push(format!(
+            "a checkpoint was signed at size {cp_size} but only {size} events are stored"
+        ));
+        note_mismatch(&mut first_mismatch, size);
+    }
+    if head_size != size {
+        problems.push(format!(
+            "the store reports {head_size} events but {size} were scanned"
+        ));
+    }
+    if first_mismatch.is_none() && head_root != root {
+        problems.push("the store's head root differs from the recomputed root".to_owned());
+    }
+    Ok(VerifyReport {
+        ok: problems.is_empty(),
+        size,
+        root,
+        first_mismatch,
+        checkpoints_checked: checked,
+        problems,
+    })
+}
+
+/// How many times `verify` catches up with a log that other processes keep appending to
+/// before it compares the head as it then stands.
+const HEAD_ROUNDS: u32 = 8;
+
+/// Replays the events from index `start` on into `replay`. Reading rows (this thread) and
+/// re-hashing them (a second thread) overlap: batches of rows are copied into one buffer each
+/// and handed over through a bounded channel.
+fn replay_from<'c>(
+    store: &dyn Store,
+    start: u64,
+    mut replay: Replay<'c>,
+) -> StoreResult<Replay<'c>> {
+    std::thread::scope(|scope| -> StoreResult<Replay<'c>> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<RowBatch>(2);
         let worker = scope.spawn(move || -> StoreResult<Replay<'_>> {
             for batch in rx {
@@ -284,7 +354,7 @@ pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> StoreResult<V
             Ok(replay)
         });
         let mut batch = RowBatch::default();
-        let scanned = store.scan(0, &mut |index, canonical, stored_hash| {
+        let scanned = store.scan(start, &mut |index, canonical, stored_hash| {
             let start = batch.bytes.len();
             batch.bytes.extend_from_slice(canonical);
             batch
@@ -309,46 +379,6 @@ pub fn verify_store(store: &dyn Store, verifier: &NoteVerifier) -> StoreResult<V
         scanned?;
         flushed?;
         Ok(done)
-    })?;
-    let Replay {
-        range,
-        next_checkpoint,
-        checked,
-        mut first_mismatch,
-        problems: mut scan_problems,
-        checkpoints: all_checkpoints,
-        ..
-    } = replay;
-    problems.append(&mut scan_problems);
-    let next_checkpoint = all_checkpoints
-        .get(next_checkpoint..)
-        .unwrap_or_default()
-        .iter();
-
-    let size = range.size();
-    let root = range.root();
-    for (cp_size, _) in next_checkpoint {
-        problems.push(format!(
-            "a checkpoint was signed at size {cp_size} but only {size} events are stored"
-        ));
-        note_mismatch(&mut first_mismatch, size);
-    }
-    let head_size = store.size()?;
-    if head_size != size {
-        problems.push(format!(
-            "the store reports {head_size} events but {size} were scanned"
-        ));
-    }
-    if first_mismatch.is_none() && store.root()? != root {
-        problems.push("the store's head root differs from the recomputed root".to_owned());
-    }
-    Ok(VerifyReport {
-        ok: problems.is_empty(),
-        size,
-        root,
-        first_mismatch,
-        checkpoints_checked: checked,
-        problems,
     })
 }
 
