@@ -262,3 +262,229 @@ fn an_unreachable_server_is_a_clear_error_naming_it_without_the_password() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `custody serve` on `db` in `dir`, listening on a free loopback port: the child and its
+/// address (read from its first line on stderr).
+fn serve(dir: &Path, db: &str) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead as _;
+    let mut child = custody(dir, db)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("custody serve printed where it listens")
+            .unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    // Keep draining its log so the pipe never fills.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// POST `body` as NDJSON with `Connection: close`: the status and the JSON answer.
+fn post_events(addr: std::net::SocketAddr, body: &str) -> (u16, Value) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).unwrap().parse().unwrap();
+    let json = answer.split_once("\r\n\r\n").unwrap().1;
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+fn stop(mut child: std::process::Child) {
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "custody serve stopped with {status}");
+}
+
+#[test]
+fn two_serve_nodes_on_one_database_make_one_log_that_answers_like_sqlite() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let db = TempDb::new("two_nodes");
+    let examples = repo().join("examples");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+
+    // The deployment's keys first (both nodes must share them), with story 1.
+    let first = json(
+        &run(
+            dir,
+            &db.url,
+            &[
+                "--format",
+                "json",
+                "ingest",
+                "--no-progress",
+                examples
+                    .join("01-credential-rotation.ndjson")
+                    .to_str()
+                    .unwrap(),
+            ],
+        ),
+        "the first ingest",
+    );
+    let (node_a, addr_a) = serve(dir, &db.url);
+    let (node_b, addr_b) = serve(dir, &db.url);
+
+    // Node A takes stories 2 and 3 and one synthetic file, node B stories 4 and 5 and
+    // another; story 5 goes to both at once (stored once, the other copy a duplicate).
+    let synth = |seed: &str| {
+        let out = run(dir, "unused.db", &["gen-events", "3000", "--seed", seed]);
+        ok(&out, "gen-events");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let chunks = |text: &str| -> Vec<String> {
+        let lines: Vec<&str> = text.lines().collect();
+        lines.chunks(250).map(|c| c.join("\n") + "\n").collect()
+    };
+    let story = |n: &str| read(&examples.join(n));
+    let mut for_a = vec![
+        story("02-ci-config-push.ndjson"),
+        story("03-refund-copilot.ndjson"),
+        story("05-framework-review.ndjson"),
+    ];
+    for_a.extend(chunks(&synth("21")));
+    let mut for_b = vec![
+        story("04-leaked-secret.ndjson"),
+        story("05-framework-review.ndjson"),
+    ];
+    for_b.extend(chunks(&synth("22")));
+    let all_synth = [synth("21"), synth("22")];
+
+    // Three clients per node, all at once.
+    let send = |addr: std::net::SocketAddr, bodies: Vec<String>| {
+        let per_client: Vec<Vec<String>> = (0..3)
+            .map(|k| bodies.iter().skip(k).step_by(3).cloned().collect())
+            .collect();
+        per_client
+            .into_iter()
+            .map(move |mine| {
+                std::thread::spawn(move || {
+                    let mut accepted = 0;
+                    let mut duplicates = 0;
+                    for body in mine {
+                        let (status, answer) = post_events(addr, &body);
+                        assert_eq!(status, 200, "{answer}");
+                        assert_eq!(answer["quarantined"], 0, "{answer}");
+                        accepted += answer["accepted"].as_u64().unwrap();
+                        duplicates += answer["duplicates"].as_u64().unwrap();
+                    }
+                    (accepted, duplicates)
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut clients = send(addr_a, for_a);
+    clients.extend(send(addr_b, for_b));
+    let (mut accepted, mut duplicates) = (first["accepted"].as_u64().unwrap(), 0);
+    for c in clients {
+        let (a, d) = c.join().unwrap();
+        accepted += a;
+        duplicates += d;
+    }
+    // The gate on both nodes: each decision is recorded in the shared log.
+    let proposal = read(&examples.join("proposals/01-allow-read-inventory-secret.json"));
+    let mut decisions = 0;
+    for addr in [addr_a, addr_b] {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "POST /v1/authorize HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{proposal}",
+            proposal.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let body: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(body["decision"], "allow", "{body}");
+        decisions = decisions.max(body["decision_index"].as_u64().unwrap() + 1);
+    }
+    stop(node_a);
+    stop(node_b);
+    let story5 = story("05-framework-review.ndjson").lines().count() as u64;
+    assert_eq!(duplicates, story5, "story 5 was sent twice and stored once");
+    assert_eq!(accepted, 110 + 6000, "every event stored once");
+
+    let verify = json(
+        &run(dir, &db.url, &["--format", "json", "verify"]),
+        "custody verify",
+    );
+    assert_eq!(verify["ok"], Value::Bool(true), "{verify}");
+    assert_eq!(
+        verify["size"].as_u64(),
+        Some(decisions),
+        "the events and the decisions after them: {verify}"
+    );
+    assert!(decisions > accepted && decisions <= accepted + 2);
+
+    // The same input into a SQLite file through the CLI.
+    let sqlite = dir.join("same.db");
+    let sqlite = sqlite.to_str().unwrap();
+    for (i, text) in all_synth.iter().enumerate() {
+        std::fs::write(dir.join(format!("synth-{i}.ndjson")), text).unwrap();
+    }
+    let mut files: Vec<String> = [
+        "01-credential-rotation.ndjson",
+        "02-ci-config-push.ndjson",
+        "03-refund-copilot.ndjson",
+        "04-leaked-secret.ndjson",
+        "05-framework-review.ndjson",
+    ]
+    .iter()
+    .map(|n| examples.join(n).to_str().unwrap().to_owned())
+    .collect();
+    files.push(dir.join("synth-0.ndjson").to_str().unwrap().to_owned());
+    files.push(dir.join("synth-1.ndjson").to_str().unwrap().to_owned());
+    let out = custody(dir, sqlite)
+        .args(["ingest", "--no-progress"])
+        .args(&files)
+        .output()
+        .unwrap();
+    ok(&out, "the SQLite ingest");
+
+    let findings = |db: &str| {
+        json(
+            &run(dir, db, &["findings", "--format", "json"]),
+            "custody findings",
+        )
+    };
+    let (pg, lite) = (findings(&db.url), findings(sqlite));
+    assert!(!as_sorted_texts(&lite).is_empty());
+    assert_eq!(as_sorted_texts(&pg), as_sorted_texts(&lite));
+    for event in [
+        "agent-runtime#s1-act-3",
+        "github-actions#s2-act-1",
+        "s4-act-7",
+    ] {
+        let trace = |db: &str| {
+            json(
+                &run(dir, db, &["--format", "json", "trace", event]),
+                "trace",
+            )
+        };
+        assert_eq!(
+            without_indexes(&trace(&db.url)),
+            without_indexes(&trace(sqlite)),
+            "trace {event}"
+        );
+    }
+}

@@ -355,6 +355,19 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// Runs short blocking store work in place on a multi-threaded runtime (no thread hop), or
+/// on the blocking pool otherwise.
+async fn run_sync<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(f)
+    } else {
+        blocking(f).await
+    }
+}
+
 type Shared = AxState<Arc<State>>;
 
 /// Every route of [`app`] (method, path pattern), as the OpenAPI document lists them.
@@ -421,8 +434,13 @@ pub async fn serve(
     let result = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
-    let writer_state = state.clone();
-    let _ = tokio::task::spawn_blocking(move || writer_state.shutdown()).await;
+    // The last handles are dropped off the async workers too: a store client may own a
+    // runtime of its own, which must not be dropped inside this one.
+    let _ = tokio::task::spawn_blocking(move || {
+        state.shutdown();
+        drop(state);
+    })
+    .await;
     result
 }
 
@@ -812,9 +830,11 @@ async fn authorize(
         ))
     })?;
     // Deciding takes tens of microseconds of CPU and two indexed reads: it runs on the
-    // async worker itself, which measured faster than a hop to the blocking pool.
+    // async worker itself (`block_in_place`, so a store client that blocks on its own
+    // runtime, as the PostgreSQL one does, may), which measured faster than a hop to the
+    // blocking pool. See `run_sync`.
     let s = state.0.clone();
-    let (decision, prepared) = (move || {
+    let (decision, prepared) = run_sync(move || {
         let proposed = ProposedAction::parse(value, s.preparer.redactor())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let at = proposed.time.unwrap_or_else(Timestamp::now);
@@ -846,7 +866,8 @@ async fn authorize(
                 )
             })?;
         Ok::<_, ApiError>((decision, prepared))
-    })()?;
+    })
+    .await?;
     let key = prepared.event.key.clone();
     let stored: Value = serde_json::from_slice(&prepared.canonical)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -861,12 +882,15 @@ async fn authorize(
     let index = if outcome.accepted == 1 {
         outcome.size.saturating_sub(1)
     } else {
-        state.0.with_reader(|store| {
-            store
-                .get(&key)?
-                .map(|e| e.index)
-                .ok_or_else(|| ApiError::not_found(format!("the decision {key} is not in the log")))
-        })?
+        let s = state.0.clone();
+        run_sync(move || {
+            s.with_reader(|store| {
+                store.get(&key)?.map(|e| e.index).ok_or_else(|| {
+                    ApiError::not_found(format!("the decision {key} is not in the log"))
+                })
+            })
+        })
+        .await?
     };
     let m = &state.0.metrics;
     m.accepted.inc_by(outcome.accepted);
