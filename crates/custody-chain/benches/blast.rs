@@ -3,11 +3,17 @@
 //! `assume_role` derivations, each used by 33 actions with one effect each), then
 //! `BlastRadius::compute` from the leaked credential and from the secret that exposed it.
 //!
+//! Also `trace` of one action three hops down in the same store.
+//!
 //! `cargo bench -p custody-chain --bench blast`. `CUSTODY_BENCH_BACKGROUND` sets the number
 //! of background events (default 1,000,000); the store is built once, in a temporary folder.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
+
+// The allocator the `custody` binary uses, so the figures are what users get.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use custody_chain::{BlastConfig, BlastRadius, BlastStart};
@@ -147,6 +153,16 @@ fn blast(c: &mut Criterion) {
             BlastRadius::compute(&store, BlastStart::Secret("secret/leaked".into()), &config)
                 .unwrap()
         })
+    });
+    group.finish();
+
+    // `trace` of one action three hops down (secret access → ROOT → C7 → C7-11 → action).
+    let link = custody_chain::LinkConfig::default();
+    let t = custody_chain::Trace::of_event(&store, "t#a-C7-11-5", &link).unwrap();
+    eprintln!("trace of t#a-C7-11-5: {} events", t.events.len());
+    let mut group = c.benchmark_group("trace");
+    group.bench_function("action_three_hops_down", |b| {
+        b.iter(|| custody_chain::Trace::of_event(&store, "t#a-C7-11-5", &link).unwrap())
     });
     group.finish();
 }

@@ -443,6 +443,27 @@ impl BlastRadius {
         start: BlastStart,
         config: &BlastConfig,
     ) -> Result<BlastRadius, BlastError> {
+        let mut result = None;
+        let mut failed = None;
+        store.read_snapshot(&mut || {
+            match BlastRadius::compute_in(store, start.clone(), config) {
+                Ok(r) => result = Some(r),
+                Err(BlastError::Store(e)) => return Err(e),
+                Err(e) => failed = Some(e),
+            }
+            Ok(())
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        result.ok_or_else(|| BlastError::Store(StoreError::Backend("no answer".into())))
+    }
+
+    fn compute_in(
+        store: &dyn Store,
+        start: BlastStart,
+        config: &BlastConfig,
+    ) -> Result<BlastRadius, BlastError> {
         let mut w = Walker::new(store, start.clone(), config.max_events);
         match &start {
             BlastStart::Credential(id) => {

@@ -531,6 +531,17 @@ impl Store for SqliteStore {
             .find(|e| e.event.key == *key))
     }
 
+    fn read_snapshot(&self, f: &mut dyn FnMut() -> StoreResult<()>) -> StoreResult<()> {
+        if !self.conn.is_autocommit() {
+            return f(); // already inside a transaction: its snapshot holds
+        }
+        self.conn.execute_batch("BEGIN DEFERRED").map_err(db)?;
+        let result = f();
+        // A read transaction: committing it writes nothing.
+        let end = self.conn.execute_batch("COMMIT").map_err(db);
+        result.and(end)
+    }
+
     fn lookup(&self, by: Lookup<'_>) -> StoreResult<Vec<StoredEvent>> {
         // A link key can collide: every candidate is checked against its typed fields.
         let mut out = self.linked(links::key_of_lookup(by))?;

@@ -454,3 +454,30 @@ fn a_wrong_leaf_hash_in_a_large_batch_writes_nothing() {
     events[900].leaf_hash = leaf_hash(&events[900].canonical);
     assert_eq!(store.append_batch(&events, &[]).unwrap().accepted, 1000);
 }
+
+#[test]
+fn a_read_snapshot_does_not_see_appends_made_during_it() {
+    let (_dir, path, mut writer) = temp_store();
+    writer.append_batch(&synthetic_events(0, 10), &[]).unwrap();
+    let reader = SqliteStore::open(&path).unwrap();
+    let mut seen = Vec::new();
+    reader
+        .read_snapshot(&mut || {
+            seen.push(reader.size()?);
+            writer.append_batch(&synthetic_events(10, 5), &[])?;
+            seen.push(reader.size()?);
+            seen.push(reader.lookup(Lookup::Id("req-2"))?.len() as u64); // event 12
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, [10, 10, 0], "one snapshot for every read inside");
+    assert_eq!(reader.size().unwrap(), 15, "and the new events after it");
+    assert_eq!(reader.lookup(Lookup::Id("req-2")).unwrap().len(), 1);
+    // A failing body still ends the transaction.
+    let err = reader
+        .read_snapshot(&mut || Err(StoreError::Backend("stop".into())))
+        .unwrap_err();
+    assert!(err.to_string().contains("stop"));
+    writer.append_batch(&synthetic_events(15, 1), &[]).unwrap();
+    assert_eq!(reader.size().unwrap(), 16);
+}

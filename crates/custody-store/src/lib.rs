@@ -200,4 +200,11 @@ pub trait Store: Send {
 
     /// The quarantine, in the order lines were rejected.
     fn quarantine(&self) -> StoreResult<Vec<Rejected>>;
+
+    /// Runs `f`, whose reads of this store should see one snapshot: a backend that has read
+    /// transactions runs them all in one (SQLite: one lock round trip instead of one per
+    /// lookup, which is most of a long walk's system time). The default just calls `f`.
+    fn read_snapshot(&self, f: &mut dyn FnMut() -> StoreResult<()>) -> StoreResult<()> {
+        f()
+    }
 }
