@@ -35,9 +35,9 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = "$body"
 LUA
-echo "bench-serve: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); wrk -t2 -c$CONNS -d${SECS}s"
+echo "bench-serve: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); wrk -t${WRK_THREADS:-2} -c$CONNS -d${SECS}s"
 curl -sf -X POST -H 'content-type: application/json' --data-binary @examples/proposals/01-allow-read-inventory-secret.json "http://$addr/v1/authorize" | head -c 120; echo
-wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$work/post.lua" "http://$addr/v1/authorize"
+wrk -t"${WRK_THREADS:-2}" -c"$CONNS" -d"${SECS}s" --latency -s "$work/post.lua" "http://$addr/v1/authorize"
 curl -sf "http://$addr/metrics" | grep -E '^custody_(decisions_total|decision_seconds_(count|sum)|log_size)'
 kill -TERM "$pid"; wait "$pid" || true; pid=""
 "$BIN" --db "$work/b.db" --config "$cfg" verify

@@ -342,6 +342,11 @@ impl Session {
         Ok(Box::new(store))
     }
 
+    /// Whether `--db` names a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres_url().is_some()
+    }
+
     /// `--db` when it is a PostgreSQL URL.
     fn postgres_url(&self) -> Option<&str> {
         self.db

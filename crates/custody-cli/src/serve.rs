@@ -68,6 +68,7 @@ pub fn cmd_serve(ctx: &Session, listen: Option<&str>) -> Result<u8> {
             .body_limit
             .unwrap_or(custody_server::DEFAULT_BODY_LIMIT),
         link: ctx.link_config(),
+        inline_reads: !ctx.is_postgres(),
         ..Options::default()
     };
     let _ = tracing_subscriber::fmt()

@@ -109,6 +109,10 @@ pub struct Options {
     pub link: LinkConfig,
     /// The most events one blast radius may hold.
     pub blast_max_events: usize,
+    /// Whether the store may be read on an async worker thread as it is (true for SQLite:
+    /// a short indexed read). False: such reads go through `block_in_place` or the
+    /// blocking pool, as a store whose client runs a runtime of its own (PostgreSQL) needs.
+    pub inline_reads: bool,
 }
 
 impl Default for Options {
@@ -118,6 +122,7 @@ impl Default for Options {
             body_limit: DEFAULT_BODY_LIMIT,
             link: LinkConfig::default(),
             blast_max_events: BlastConfig::default().max_events,
+            inline_reads: false,
         }
     }
 }
@@ -133,6 +138,7 @@ struct Facts {
 
 /// Everything the handlers share.
 pub struct State {
+    maintenance: Maintenance,
     options: Options,
     opener: Opener,
     readers: Mutex<Vec<Box<dyn Store>>>,
@@ -143,6 +149,48 @@ pub struct State {
     metrics: Metrics,
     origin: String,
     verifier_key: String,
+}
+
+/// How often the maintenance thread runs [`Store::maintain`].
+const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A thread that runs the store's housekeeping ([`Store::maintain`]) on a handle of its own.
+struct Maintenance {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Maintenance {
+    fn start(store: Box<dyn Store>) -> std::io::Result<Maintenance> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("custody-maintenance".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::park_timeout(MAINTAIN_EVERY);
+                    if let Err(e) = store.maintain() {
+                        tracing::warn!(error = %e, "store maintenance failed");
+                    }
+                }
+            })?;
+        Ok(Maintenance {
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let thread = match self.thread.lock() {
+            Ok(mut t) => t.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(t) = thread {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
 }
 
 /// How many idle read handles are kept.
@@ -161,9 +209,17 @@ impl State {
         let origin = ledger.origin().to_owned();
         let verifier_key = ledger.verifier_key();
         let size = ledger.store().size()?;
+        // The writer never checkpoints the WAL itself: a thread of its own does, on its own
+        // handle, so no request waits behind a 32 MiB copy.
+        let mut ledger = ledger;
+        ledger.defer_maintenance()?;
+        let maintenance = Maintenance::start(opener()?).map_err(|e| {
+            StoreError::Backend(format!("cannot start the maintenance thread: {e}"))
+        })?;
         let writer = Writer::start(ledger)
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         let state = State {
+            maintenance,
             options,
             opener,
             readers: Mutex::new(Vec::new()),
@@ -193,9 +249,10 @@ impl State {
         &self.metrics
     }
 
-    /// Stops the writer after it has committed every queued batch.
+    /// Stops the writer after it has committed every queued batch, then the maintenance.
     pub fn shutdown(&self) {
         self.writer.shutdown();
+        self.maintenance.stop();
     }
 
     fn with_reader<T>(
@@ -355,13 +412,16 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-/// Runs short blocking store work in place on a multi-threaded runtime (no thread hop), or
-/// on the blocking pool otherwise.
+/// Runs short store work: right here when the store allows it ([`Options::inline_reads`]),
+/// else in place on a multi-threaded runtime (`block_in_place`), else on the blocking pool.
 async fn run_sync<T: Send + 'static>(
+    inline: bool,
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     use tokio::runtime::{Handle, RuntimeFlavor};
-    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+    if inline {
+        f()
+    } else if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
         tokio::task::block_in_place(f)
     } else {
         blocking(f).await
@@ -834,7 +894,7 @@ async fn authorize(
     // runtime, as the PostgreSQL one does, may), which measured faster than a hop to the
     // blocking pool. See `run_sync`.
     let s = state.0.clone();
-    let (decision, prepared) = run_sync(move || {
+    let (decision, prepared) = run_sync(state.0.options.inline_reads, move || {
         let proposed = ProposedAction::parse(value, s.preparer.redactor())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let at = proposed.time.unwrap_or_else(Timestamp::now);
@@ -883,7 +943,7 @@ async fn authorize(
         outcome.size.saturating_sub(1)
     } else {
         let s = state.0.clone();
-        run_sync(move || {
+        run_sync(s.options.inline_reads, move || {
             s.with_reader(|store| {
                 store.get(&key)?.map(|e| e.index).ok_or_else(|| {
                     ApiError::not_found(format!("the decision {key} is not in the log"))

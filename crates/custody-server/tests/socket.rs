@@ -64,7 +64,15 @@ struct Running {
 }
 
 async fn start(db: &std::path::Path) -> Running {
-    let state = state_over(db, Options::default());
+    // The SQLite store is read inline, as `custody serve` does it; tests/api.rs covers
+    // the other path.
+    let state = state_over(
+        db,
+        Options {
+            inline_reads: true,
+            ..Options::default()
+        },
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -187,6 +195,18 @@ async fn bad_requests_do_not_stop_the_server() {
         let (status, answer) = http(addr, "POST", "/v1/events", "application/x-ndjson", &big);
         assert_eq!(status, 413, "{answer}");
         assert_eq!(http(addr, "GET", "/healthz", "text/plain", b"").0, 200);
+        // And the gate still decides (read inline on the async worker).
+        let proposal = proposal("01-allow-read-inventory-secret.json");
+        let (status, answer) = http(
+            addr,
+            "POST",
+            "/v1/authorize",
+            "application/json",
+            proposal.as_bytes(),
+        );
+        assert_eq!(status, 200, "{answer}");
+        let v: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(v["decision"], "allow", "{answer}");
     })
     .await
     .unwrap();

@@ -531,6 +531,19 @@ impl Store for SqliteStore {
             .find(|e| e.event.key == *key))
     }
 
+    fn maintain(&self) -> StoreResult<()> {
+        // PASSIVE: copies what no reader still needs, never waits, never blocks the writer.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(db)
+    }
+
+    fn defer_maintenance(&mut self) -> StoreResult<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .map_err(db)
+    }
+
     fn read_snapshot(&self, f: &mut dyn FnMut() -> StoreResult<()>) -> StoreResult<()> {
         if !self.conn.is_autocommit() {
             return f(); // already inside a transaction: its snapshot holds

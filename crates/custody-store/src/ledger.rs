@@ -76,6 +76,12 @@ impl Ledger {
         }
     }
 
+    /// See [`Store::defer_maintenance`]: the caller runs [`Store::maintain`] on another
+    /// handle (the server does, so that no request waits on a WAL checkpoint).
+    pub fn defer_maintenance(&mut self) -> StoreResult<()> {
+        self.store.defer_maintenance()
+    }
+
     /// The underlying store, for reads.
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()

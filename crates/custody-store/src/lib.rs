@@ -207,4 +207,18 @@ pub trait Store: Send {
     fn read_snapshot(&self, f: &mut dyn FnMut() -> StoreResult<()>) -> StoreResult<()> {
         f()
     }
+
+    /// Housekeeping a backend can do from a handle other than the writer's, so the writer
+    /// never stalls on it (SQLite: a passive WAL checkpoint, which copies committed pages
+    /// into the database file without blocking writers). The default does nothing.
+    fn maintain(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Tells this handle, the writer's, that [`Store::maintain`] runs elsewhere, so it need
+    /// not do that housekeeping inside its commits (SQLite: no automatic WAL checkpoint on
+    /// commit). The default does nothing.
+    fn defer_maintenance(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
 }
