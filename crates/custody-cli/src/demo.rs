@@ -362,6 +362,10 @@ pub fn run(ctx: &Session, dir: Option<&Path>) -> Result<u8> {
         );
         println!("  custody --db {db_arg} proof --index 0");
         println!("  custody --db {db_arg} verify");
+        println!(
+            "  custody --db {db_arg} --config {} serve    # then open http://127.0.0.1:8080/#/chain/agent-runtime%23s1-act-2",
+            dir.join("custody.toml").display()
+        );
     }
     Ok(if verify.ok { 0 } else { crate::EXIT_NEGATIVE })
 }
