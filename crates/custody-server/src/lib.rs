@@ -146,6 +146,8 @@ pub struct State {
     preparer: Preparer,
     gate: Gate,
     facts: RwLock<Facts>,
+    /// The findings of the log at one size (see [`State::findings_now`]).
+    findings: Mutex<Option<(u64, Arc<Vec<custody_rules::Finding>>)>>,
     metrics: Metrics,
     origin: String,
     verifier_key: String,
@@ -230,6 +232,7 @@ impl State {
                 index: FactIndex::new(),
                 covered: 0,
             }),
+            findings: Mutex::new(None),
             metrics: Metrics::new(),
             origin,
             verifier_key,
@@ -274,6 +277,40 @@ impl State {
             }
         }
         result
+    }
+
+    /// Every finding over the log as it is now: computed once per log size (a findings run
+    /// reads the whole log) and shared by the requests that come while the log is unchanged.
+    fn findings_now(&self, store: &dyn Store) -> StoreResult<Arc<Vec<custody_rules::Finding>>> {
+        let size = store.size()?;
+        if let Ok(cache) = self.findings.lock() {
+            if let Some((at, list)) = cache.as_ref() {
+                if *at == size {
+                    return Ok(list.clone());
+                }
+            }
+        }
+        let mut report = None;
+        let mut failed = None;
+        // One snapshot, so the findings describe exactly the log of `size` events.
+        store.read_snapshot(&mut || {
+            let size_now = store.size()?;
+            match custody_gate::findings(store, &self.gate) {
+                Ok(r) => report = Some((size_now, r)),
+                Err(e) => failed = Some(e),
+            }
+            Ok(())
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let (at, report) =
+            report.ok_or_else(|| StoreError::Backend("findings were not computed".into()))?;
+        let list = Arc::new(report.findings);
+        if let Ok(mut cache) = self.findings.lock() {
+            *cache = Some((at, list.clone()));
+        }
+        Ok(list)
     }
 
     /// Brings the gate's facts up to the log's current size.
@@ -1016,9 +1053,8 @@ async fn findings(
     let s = state.0.clone();
     blocking(move || {
         s.with_reader(|store| {
-            let report = custody_gate::findings(store, &s.gate)?;
-            let list: Vec<Value> = report
-                .findings
+            let findings = s.findings_now(store)?;
+            let list: Vec<Value> = findings
                 .iter()
                 .filter(|f| q.rule.as_deref().is_none_or(|r| f.rule == r))
                 .filter(|f| {

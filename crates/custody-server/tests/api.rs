@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
 use custody_merkle::Hash;
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 #[tokio::test]
@@ -461,5 +461,36 @@ fn digest_of_a_token_is_what_the_config_holds() {
     assert_eq!(
         hex::encode(t.sha256),
         "4e738ca5563c06cfd0018299933d58db1dd8bf97f6973dc99bf6cdc64b5550bd"
+    );
+}
+
+#[tokio::test]
+async fn findings_follow_the_log() {
+    let fx = Fixture::new(Options::default());
+    let (_, before) = fx.get("/v1/findings").await;
+    let (_, again) = fx.get("/v1/findings").await;
+    assert_eq!(before, again, "the same log, the same findings");
+    // An action with a credential nobody recorded issuing, by an agent no human asked.
+    let line = json!({"id":"lone-1","type":"action","time":"2026-06-09T03:00:00Z","source":"api-test",
+        "actor":{"id":"stray-agent","kind":"agent"},"credential":"never-issued-key",
+        "operation":"s3:DeleteBucket","resource":"arn:aws:s3:::prod-data","outcome":"success"});
+    let (status, _) = fx
+        .post("/v1/events", "application/x-ndjson", &line.to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, after) = fx.get("/v1/findings").await;
+    let flagged: Vec<&Value> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["events"][0] == "api-test#lone-1")
+        .collect();
+    assert!(
+        !flagged.is_empty(),
+        "the new event's findings appear: {after}"
+    );
+    assert_eq!(
+        after.as_array().unwrap().len(),
+        before.as_array().unwrap().len() + flagged.len()
     );
 }
