@@ -3,12 +3,16 @@
 //! Native NDJSON: a reader deals lines in chunks to one preparing thread per core (parse,
 //! redact, canonicalize, hash), a collector takes the chunks back in input order and forms
 //! batches, and the caller's thread appends each batch in one transaction followed by a
-//! signed checkpoint (another thread frees the written batch). Other formats go through the
-//! adapters on one preparing thread. Memory stays bounded by the channels (a few chunks per
-//! worker and two batches in flight) whatever the input size. A count is reported only after
-//! its batch has committed, so an ingest killed part-way never claims more than is stored,
+//! signed checkpoint (another thread frees the written batch). Other formats take the same
+//! route: the reader splits the input into records (a `{"Records": [...]}` document is
+//! checked whole, then split into its records' bytes), and the preparing threads parse and
+//! convert each record through its adapter before preparing it. Memory stays bounded by the
+//! channels (a few chunks per worker and two batches in flight) whatever the input size, plus
+//! the bytes of one JSON document when the input is one. A count is reported only after its
+//! batch has committed, so an ingest killed part-way never claims more than is stored,
 //! and re-running it completes the rest (already-stored lines count as duplicates).
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal};
 
@@ -186,11 +190,14 @@ struct RawChunk {
 }
 
 /// One chunk, prepared.
+#[derive(Default)]
 struct PreparedChunk {
     events: Vec<NewEvent>,
     rejected: Vec<Rejected>,
     bytes: u64,
     read_error: Option<String>,
+    /// What the adapters counted converting the chunk.
+    stats: adapters::Stats,
 }
 
 fn prepare_chunk(preparer: &Preparer, file: &str, chunk: RawChunk) -> PreparedChunk {
@@ -218,19 +225,40 @@ fn prepare_chunk(preparer: &Preparer, file: &str, chunk: RawChunk) -> PreparedCh
         rejected,
         bytes: chunk.bytes,
         read_error: chunk.read_error,
+        stats: adapters::Stats::default(),
     }
 }
 
-/// How many threads prepare native lines: one per core, at least one. On two cores the
-/// writer shares them, which pays because SQLite and preparation each leave the other idle
-/// part of the time.
-fn workers() -> usize {
-    if let Some(n) = std::env::var("CUSTODY_AB_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return n;
+/// Converts (parse, detect, adapter) and prepares one chunk of adapter records, in order.
+fn prepare_adapted_chunk(
+    preparer: &Preparer,
+    converter: &adapters::Converter,
+    chunk: Vec<adapters::Next>,
+) -> PreparedChunk {
+    let mut out = PreparedChunk {
+        events: Vec::with_capacity(chunk.len() + chunk.len() / 4),
+        ..PreparedChunk::default()
+    };
+    let mut items = VecDeque::new();
+    for next in chunk {
+        match next {
+            adapters::Next::Item(item) => items.push_back(item),
+            adapters::Next::Raw(raw) => converter.convert(raw, &mut out.stats, &mut items),
+        }
+        for item in items.drain(..) {
+            match preparer.prepare_adapted(item) {
+                Ok(ev) => out.events.push(ev),
+                Err(rej) => out.rejected.push(rej),
+            }
+        }
     }
+    out
+}
+
+/// How many threads prepare: one per core, at least one. On two cores the writer shares
+/// them, which pays because SQLite and preparation each leave the other idle part of the
+/// time.
+fn workers() -> usize {
     if let Some(n) = std::env::var("CUSTODY_AB_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -240,26 +268,25 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
-/// The fast path: native NDJSON, one event per line. This thread reads lines and deals them,
-/// in chunks, round-robin to [`workers`] preparing threads; a collector takes the prepared
-/// chunks back in the same round-robin order (so the log keeps the input order) and sends
-/// batches of [`BATCH`] to the writer.
-fn produce_native(
-    preparer: &Preparer,
-    file: &str,
-    input: Box<dyn BufRead + Send>,
+/// Runs `work` on [`workers`] threads over the chunks `next_chunk` yields (it says when a
+/// chunk is the last), dealt round-robin; a collector takes the prepared chunks back in the
+/// same round-robin order (so the log keeps the input order) and sends batches of [`BATCH`]
+/// to the writer, then the adapters' counts.
+fn in_parallel<C: Send>(
     tx: &crossbeam_channel::Sender<Prepared>,
+    work: &(dyn Fn(C) -> PreparedChunk + Sync),
+    mut next_chunk: impl FnMut() -> (C, bool),
 ) {
-    let n = workers();
+    let n = workers().max(1);
     std::thread::scope(|scope| {
         let mut to_workers = Vec::with_capacity(n);
         let mut from_workers = Vec::with_capacity(n);
         for _ in 0..n {
-            let (raw_tx, raw_rx) = crossbeam_channel::bounded::<RawChunk>(CHUNKS_IN_FLIGHT);
+            let (raw_tx, raw_rx) = crossbeam_channel::bounded::<C>(CHUNKS_IN_FLIGHT);
             let (done_tx, done_rx) = crossbeam_channel::bounded::<PreparedChunk>(CHUNKS_IN_FLIGHT);
             scope.spawn(move || {
                 for chunk in raw_rx {
-                    if done_tx.send(prepare_chunk(preparer, file, chunk)).is_err() {
+                    if done_tx.send(work(chunk)).is_err() {
                         break;
                     }
                 }
@@ -268,35 +295,50 @@ fn produce_native(
             from_workers.push(done_rx);
         }
         scope.spawn(move || collect_chunks(&from_workers, tx));
-        let mut reader = NdjsonReader::new(input);
-        'read: for w in (0..n).cycle() {
-            let mut chunk = RawChunk {
-                lines: Vec::with_capacity(CHUNK),
-                ..RawChunk::default()
-            };
-            let mut done = false;
-            while chunk.lines.len() < CHUNK {
-                match reader.next() {
-                    None => {
-                        done = true;
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        chunk.read_error = Some(format!("read failed: {e}"));
-                        done = true;
-                        break;
-                    }
-                    Some(Ok(raw)) => chunk.lines.push(raw),
-                }
-            }
-            chunk.bytes = reader.bytes_read();
+        for w in (0..n).cycle() {
+            let (chunk, last) = next_chunk();
             let sent = to_workers.get(w).is_some_and(|t| t.send(chunk).is_ok());
-            if done || !sent {
-                break 'read;
+            if last || !sent {
+                break;
             }
         }
         // Dropping the senders ends the workers, then the collector.
         drop(to_workers);
+    });
+}
+
+/// The fast path: native NDJSON, one event per line, read on this thread and prepared in
+/// chunks on every core ([`in_parallel`]).
+fn produce_native(
+    preparer: &Preparer,
+    file: &str,
+    input: Box<dyn BufRead + Send>,
+    tx: &crossbeam_channel::Sender<Prepared>,
+) {
+    let mut reader = NdjsonReader::new(input);
+    let work = |chunk: RawChunk| prepare_chunk(preparer, file, chunk);
+    in_parallel(tx, &work, || {
+        let mut chunk = RawChunk {
+            lines: Vec::with_capacity(CHUNK),
+            ..RawChunk::default()
+        };
+        let mut done = false;
+        while chunk.lines.len() < CHUNK {
+            match reader.next() {
+                None => {
+                    done = true;
+                    break;
+                }
+                Some(Err(e)) => {
+                    chunk.read_error = Some(format!("read failed: {e}"));
+                    done = true;
+                    break;
+                }
+                Some(Ok(raw)) => chunk.lines.push(raw),
+            }
+        }
+        chunk.bytes = reader.bytes_read();
+        (chunk, done)
     });
 }
 
@@ -308,6 +350,7 @@ fn collect_chunks(
     let mut events = Vec::with_capacity(BATCH);
     let mut rejected = Vec::new();
     let mut bytes = 0;
+    let mut stats = adapters::Stats::default();
     'collect: for rx in from_workers.iter().cycle() {
         let Ok(chunk) = rx.recv() else {
             break 'collect;
@@ -321,44 +364,55 @@ fn collect_chunks(
         }
         rejected.extend(chunk.rejected);
         bytes = chunk.bytes;
+        stats.merge(chunk.stats);
         if let Some(reason) = chunk.read_error {
             if !flush(tx, &mut events, &mut rejected, bytes, true) {
                 return;
             }
             let _ = tx.send(Prepared::ReadError(reason));
+            let _ = tx.send(Prepared::Stats(stats));
             return;
         }
         if !flush(tx, &mut events, &mut rejected, bytes, false) {
             return;
         }
     }
-    flush(tx, &mut events, &mut rejected, bytes, true);
+    if flush(tx, &mut events, &mut rejected, bytes, true) {
+        let _ = tx.send(Prepared::Stats(stats));
+    }
 }
 
-/// Third-party formats (DESIGN §6), detected per record unless `format` is forced.
+/// Records per chunk handed to a converting worker.
+const ADAPTED_CHUNK: usize = 256;
+
+/// Third-party formats (DESIGN §6), detected per record unless `format` is forced. This
+/// thread reads and splits the input ([`adapters::Records::next_raw`]); parsing each
+/// record, its adapter and the preparation run on every core ([`in_parallel`]).
 fn produce_adapted(
     preparer: &Preparer,
     file: &str,
     input: Box<dyn BufRead + Send>,
     format: Option<Format>,
+    len: Option<u64>,
     tx: &crossbeam_channel::Sender<Prepared>,
 ) {
     let mut records = adapters::read(format, input, file);
-    let mut events = Vec::with_capacity(BATCH);
-    let mut rejected = Vec::new();
-    loop {
-        let item = records.next();
-        let done = item.is_none();
-        if let Some(item) = item {
-            match preparer.prepare_adapted(item) {
-                Ok(ev) => events.push(ev),
-                Err(rej) => rejected.push(rej),
+    if let Some(len) = len {
+        records = records.with_size_hint(len);
+    }
+    let converter = records.converter();
+    let work = |chunk: Vec<adapters::Next>| prepare_adapted_chunk(preparer, &converter, chunk);
+    in_parallel(tx, &work, || {
+        let mut chunk = Vec::with_capacity(ADAPTED_CHUNK);
+        while chunk.len() < ADAPTED_CHUNK {
+            match records.next_raw() {
+                Some(next) => chunk.push(next),
+                None => return (chunk, true),
             }
         }
-        if !flush(tx, &mut events, &mut rejected, 0, done) || done {
-            break;
-        }
-    }
+        (chunk, false)
+    });
+    // What reading itself counted (documents that are not JSON, unreadable input).
     let _ = tx.send(Prepared::Stats(records.stats().clone()));
 }
 
@@ -424,7 +478,7 @@ impl Ingester {
                 }
             };
             let bar = show.then(|| progress_bar(name, len));
-            self.ingest_reader(ledger, name, input, &mut summary, bar.as_ref())?;
+            self.ingest_sized(ledger, name, input, len, &mut summary, bar.as_ref())?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
@@ -443,6 +497,19 @@ impl Ingester {
         summary: &mut IngestSummary,
         bar: Option<&ProgressBar>,
     ) -> Result<()> {
+        self.ingest_sized(ledger, name, input, None, summary, bar)
+    }
+
+    /// [`Ingester::ingest_reader`] of an input of about `len` bytes when known.
+    fn ingest_sized(
+        &self,
+        ledger: &mut Ledger,
+        name: &str,
+        input: Box<dyn BufRead + Send>,
+        len: Option<u64>,
+        summary: &mut IngestSummary,
+        bar: Option<&ProgressBar>,
+    ) -> Result<()> {
         let (tx, rx) = crossbeam_channel::bounded::<Prepared>(2);
         let preparer = self.preparer.clone();
         let file = name.to_owned();
@@ -457,7 +524,7 @@ impl Ingester {
                 if native {
                     produce_native(&preparer, &file, input, &tx);
                 } else {
-                    produce_adapted(&preparer, &file, input, format, &tx);
+                    produce_adapted(&preparer, &file, input, format, len, &tx);
                 }
             });
             scope.spawn(move || spent_rx.into_iter().for_each(drop));

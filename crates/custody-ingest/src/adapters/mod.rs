@@ -19,6 +19,7 @@ pub mod gcp;
 pub mod github;
 pub mod kubernetes;
 pub mod otel;
+mod split;
 mod util;
 pub mod vault;
 
@@ -27,6 +28,8 @@ use util::Conv;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
+use std::ops::Range;
+use std::sync::Arc;
 
 use custody_store::{LineOrigin, Rejected};
 use serde_json::Value;
@@ -35,6 +38,13 @@ use serde_json::Value;
 /// ([`crate::EXCERPT_BYTES`]): the redactor must see whole secrets before the excerpt is
 /// cut to size, or a secret cut in two could slip through by halves.
 const EXCERPT_CHARS: usize = 16 * 1024;
+
+/// A line of NDJSON at least this long that is a `Records` document or an array is split
+/// into its records as it is read (shorter ones are parsed whole by the converter).
+const SPLIT_LINES_FROM: usize = 64 * 1024;
+
+/// The most [`Records::with_size_hint`] reserves ahead (4 GiB).
+const MAX_SIZE_HINT: usize = 1 << 32;
 
 /// A third-party (or native) log format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -253,6 +263,21 @@ pub struct Stats {
     pub formats: BTreeMap<String, u64>,
 }
 
+impl Stats {
+    /// Adds `other` (the counts of another part of the same input) to these.
+    pub fn merge(&mut self, other: Stats) {
+        self.records += other.records;
+        self.events += other.events;
+        self.rejected += other.rejected;
+        for (reason, n) in other.skipped {
+            *self.skipped.entry(reason).or_default() += n;
+        }
+        for (format, n) in other.formats {
+            *self.formats.entry(format).or_default() += n;
+        }
+    }
+}
+
 /// One item of [`read`]: an event object with where it came from, or a rejection.
 pub type Item = Result<(LineOrigin, Value), Rejected>;
 
@@ -265,23 +290,56 @@ enum Shape {
     Done,
 }
 
-/// Streams the events of one input (see [`read`]).
-pub struct Records {
-    input: Box<dyn BufRead + Send>,
+/// A record (or a line of records) read but not yet parsed or converted: see
+/// [`Records::next_raw`] and [`Converter::convert`].
+pub struct RawRecord {
+    number: u64,
+    body: Body,
+}
+
+enum Body {
+    /// A record already parsed.
+    Value(Value),
+    /// One record of a split document: its bytes, known to be valid JSON.
+    Slice(Arc<Vec<u8>>, Range<usize>),
+    /// One line of NDJSON (trimmed, not blank): parsed, then split like any unit.
+    Line(Vec<u8>),
+}
+
+/// What [`Records::next_raw`] yields: an item made while reading (a rejection), or a
+/// record for a [`Converter`].
+pub enum Next {
+    /// Ready as it is.
+    Item(Item),
+    /// To be converted, in this position of the input's order.
+    Raw(RawRecord),
+}
+
+/// Turns [`RawRecord`]s into items: parsing, detection, the adapter. Cheap to clone, and
+/// safe to run on several threads at once (each converting its own records).
+#[derive(Clone, Debug)]
+pub struct Converter {
     file: String,
     format: Option<Format>,
     options: Options,
+}
+
+/// Streams the events of one input (see [`read`]).
+pub struct Records {
+    input: Box<dyn BufRead + Send>,
+    converter: Converter,
     shape: Shape,
     line: u64,
     buf: Vec<u8>,
-    pending: VecDeque<(u64, Value)>,
+    pending: VecDeque<RawRecord>,
     out: VecDeque<Item>,
     stats: Stats,
 }
 
 /// Reads `reader` (named `file_name` in origins) as `format`, or detected per record when
 /// `None`. Gzip input is unpacked. Streams NDJSON line by line; a JSON document (array,
-/// `Records`, pretty-printed object) is read whole, then split.
+/// `Records`, pretty-printed object) is read whole, checked, then split into its records'
+/// bytes, each parsed only when it is converted.
 pub fn read<R: Read + Send + 'static>(
     format: Option<Format>,
     reader: R,
@@ -309,9 +367,11 @@ pub fn read_with<R: Read + Send + 'static>(
     };
     Records {
         input,
-        file: file_name.to_owned(),
-        format,
-        options,
+        converter: Converter {
+            file: file_name.to_owned(),
+            format,
+            options,
+        },
         shape: Shape::Start,
         line: 0,
         buf: Vec::with_capacity(4096),
@@ -321,26 +381,186 @@ pub fn read_with<R: Read + Send + 'static>(
     }
 }
 
+fn origin(file: &str, line: u64) -> LineOrigin {
+    LineOrigin {
+        file: file.to_owned(),
+        line,
+    }
+}
+
+fn reject(
+    file: &str,
+    stats: &mut Stats,
+    out: &mut VecDeque<Item>,
+    line: u64,
+    reason: String,
+    excerpt: &str,
+) {
+    stats.rejected += 1;
+    out.push_back(Err(Rejected {
+        origin: origin(file, line),
+        reason,
+        excerpt: util::cut(excerpt, EXCERPT_CHARS),
+    }));
+}
+
+/// The records of one parsed unit (a line or a document).
+fn unit_records(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items,
+        Value::Object(mut obj) => match obj.remove("Records") {
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                obj.insert("Records".into(), other);
+                vec![Value::Object(obj)]
+            }
+            None => vec![Value::Object(obj)],
+        },
+        other => vec![other],
+    }
+}
+
+impl Converter {
+    /// Converts one raw record: its items are appended to `out`, its counts added to
+    /// `stats` (merge the `stats` of every converter into the reader's, [`Stats::merge`]).
+    pub fn convert(&self, raw: RawRecord, stats: &mut Stats, out: &mut VecDeque<Item>) {
+        let number = raw.number;
+        match raw.body {
+            Body::Value(record) => self.convert_one(number, record, stats, out),
+            Body::Slice(doc, range) => {
+                let bytes = doc.get(range).unwrap_or_default();
+                match serde_json::from_slice::<Value>(bytes) {
+                    Ok(record) => self.convert_one(number, record, stats, out),
+                    // Not reached: the document was checked whole before it was split.
+                    Err(e) => {
+                        stats.records += 1;
+                        let text = String::from_utf8_lossy(bytes);
+                        let reason = format!("malformed JSON: {e}");
+                        reject(&self.file, stats, out, number, reason, &text);
+                    }
+                }
+            }
+            Body::Line(line) => match serde_json::from_slice::<Value>(&line) {
+                Ok(value) => {
+                    for record in unit_records(value) {
+                        self.convert_one(number, record, stats, out);
+                    }
+                }
+                Err(e) => {
+                    stats.records += 1;
+                    let text = String::from_utf8_lossy(&line);
+                    let reason = format!("malformed JSON: {e}");
+                    reject(&self.file, stats, out, number, reason, &text);
+                }
+            },
+        }
+    }
+
+    fn convert_one(&self, number: u64, record: Value, stats: &mut Stats, out: &mut VecDeque<Item>) {
+        stats.records += 1;
+        let file = self.file.as_str();
+        let format = match self.format.or_else(|| classify(&record)) {
+            Some(f) => f,
+            None => {
+                let text = record.to_string();
+                let reason = if record.is_object() {
+                    "unrecognised record: no adapter knows its fields".to_owned()
+                } else {
+                    format!("unrecognised record: a JSON {}", util::json_kind(&record))
+                };
+                reject(file, stats, out, number, reason, &text);
+                return;
+            }
+        };
+        *stats.formats.entry(format.name().to_owned()).or_default() += 1;
+        if !record.is_object() {
+            let reason = format!(
+                "{format} record is a JSON {}, not an object",
+                util::json_kind(&record)
+            );
+            reject(file, stats, out, number, reason, &record.to_string());
+            return;
+        }
+        match format.convert(&record, &self.options) {
+            Ok(Conv::Skip(reason)) => {
+                *stats
+                    .skipped
+                    .entry(format!("{format}: {reason}"))
+                    .or_default() += 1;
+            }
+            Ok(Conv::Events(events)) if events.is_empty() => {
+                *stats
+                    .skipped
+                    .entry(format!("{format}: nothing to record"))
+                    .or_default() += 1;
+            }
+            Ok(Conv::Events(events)) => {
+                for event in events {
+                    stats.events += 1;
+                    out.push_back(Ok((origin(file, number), event)));
+                }
+            }
+            Err(reason) => {
+                let text = record.to_string();
+                reject(
+                    file,
+                    stats,
+                    out,
+                    number,
+                    format!("{format}: {reason}"),
+                    &text,
+                );
+            }
+        }
+    }
+}
+
 impl Records {
-    /// Counts so far (complete once the iterator is exhausted).
+    /// Expects about `bytes` of input (a file's length): a document or a long line is then
+    /// read into one allocation of that size instead of a buffer grown by doubling.
+    pub fn with_size_hint(mut self, bytes: u64) -> Records {
+        let bytes = usize::try_from(bytes).unwrap_or(0).min(MAX_SIZE_HINT);
+        self.buf.reserve(bytes.saturating_add(1));
+        self
+    }
+
+    /// Counts so far (complete once the iterator is exhausted). With
+    /// [`Records::next_raw`], only what reading itself counted: add the converters' counts.
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
 
-    fn origin(&self, line: u64) -> LineOrigin {
-        LineOrigin {
-            file: self.file.clone(),
-            line,
+    /// The converter for the records of [`Records::next_raw`].
+    pub fn converter(&self) -> Converter {
+        self.converter.clone()
+    }
+
+    /// The next item in input order without converting it: the caller hands each
+    /// [`Next::Raw`] to a [`Converter`] (on any thread) and keeps the order. Reading,
+    /// checking and splitting a document happen here; parsing a record does not.
+    pub fn next_raw(&mut self) -> Option<Next> {
+        loop {
+            if let Some(item) = self.out.pop_front() {
+                return Some(Next::Item(item));
+            }
+            if let Some(raw) = self.pending.pop_front() {
+                return Some(Next::Raw(raw));
+            }
+            if !self.fill() && self.pending.is_empty() && self.out.is_empty() {
+                return None;
+            }
         }
     }
 
     fn reject(&mut self, line: u64, reason: String, excerpt: &str) {
-        self.stats.rejected += 1;
-        self.out.push_back(Err(Rejected {
-            origin: self.origin(line),
+        reject(
+            &self.converter.file,
+            &mut self.stats,
+            &mut self.out,
+            line,
             reason,
-            excerpt: util::cut(excerpt, EXCERPT_CHARS),
-        }));
+            excerpt,
+        );
     }
 
     /// Reads the next non-blank line into `buf`; false at the end.
@@ -358,27 +578,83 @@ impl Records {
         }
     }
 
-    /// Splits one parsed unit (a line or a document) into records.
-    fn push_unit(&mut self, line: u64, value: Value, numbered_by_index: bool) {
-        let items = match value {
-            Value::Array(items) => items,
-            Value::Object(mut obj) => match obj.remove("Records") {
-                Some(Value::Array(items)) => items,
-                Some(other) => {
-                    obj.insert("Records".into(), other);
-                    vec![Value::Object(obj)]
-                }
-                None => vec![Value::Object(obj)],
-            },
-            other => vec![other],
+    fn push(&mut self, number: u64, body: Body) {
+        self.pending.push_back(RawRecord { number, body });
+    }
+
+    /// Queues the records of `doc[within]`, a valid JSON document, numbered `line` (or by
+    /// index when `None`); hands `doc` back when it is not a shape [`split::records`] splits.
+    fn push_split(
+        &mut self,
+        doc: Vec<u8>,
+        within: Range<usize>,
+        line: Option<u64>,
+    ) -> Result<(), Vec<u8>> {
+        let Some(ranges) = doc.get(within.clone()).and_then(split::records) else {
+            return Err(doc);
         };
-        for (i, item) in items.into_iter().enumerate() {
-            let number = if numbered_by_index {
-                i as u64 + 1
-            } else {
-                line
-            };
-            self.pending.push_back((number, item));
+        let doc = Arc::new(doc);
+        for (i, range) in ranges.into_iter().enumerate() {
+            let number = line.unwrap_or(i as u64 + 1);
+            let range = range.start + within.start..range.end + within.start;
+            self.push(number, Body::Slice(Arc::clone(&doc), range));
+        }
+        Ok(())
+    }
+
+    /// Queues the line in `buf` (without its byte-order mark when `first`): split here when
+    /// it is a large `Records` document or array, so that its records can be converted
+    /// apart; else whole, to be parsed and split by the converter.
+    fn push_line(&mut self, line: u64, first: bool) {
+        let mut text = self.buf.trim_ascii();
+        if first {
+            text = util::strip_bom(text);
+        }
+        if text.len() >= SPLIT_LINES_FROM && split::looks_splittable(text) && split::is_json(text) {
+            // The buffer itself becomes the document: a large line is not copied.
+            let start = text.as_ptr() as usize - self.buf.as_ptr() as usize;
+            let within = start..start + text.len();
+            let doc = std::mem::take(&mut self.buf);
+            match self.push_split(doc, within, Some(line)) {
+                Ok(()) => return,
+                Err(doc) => self.buf = doc,
+            }
+        }
+        let mut text = self.buf.trim_ascii();
+        if first {
+            text = util::strip_bom(text);
+        }
+        let unit = text.to_vec();
+        self.push(line, Body::Line(unit));
+    }
+
+    /// Queues the records of a whole document, numbered by their index: checked whole and
+    /// split into bytes when it has the shape, else parsed whole here. A document that is
+    /// not JSON is one rejected record.
+    fn push_document(&mut self, all: Vec<u8>) {
+        let lead = all.len() - all.trim_ascii_start().len();
+        let trimmed = all.trim_ascii();
+        let doc = util::strip_bom(trimmed);
+        let within = lead + (trimmed.len() - doc.len())..lead + trimmed.len();
+        let all = if split::looks_splittable(doc) && split::is_json(doc) {
+            match self.push_split(all, within.clone(), None) {
+                Ok(()) => return,
+                Err(all) => all,
+            }
+        } else {
+            all
+        };
+        match serde_json::from_slice::<Value>(all.get(within).unwrap_or_default()) {
+            Ok(value) => {
+                for (i, item) in unit_records(value).into_iter().enumerate() {
+                    self.push(i as u64 + 1, Body::Value(item));
+                }
+            }
+            Err(e) => {
+                self.stats.records += 1;
+                let text = String::from_utf8_lossy(&all).into_owned();
+                self.reject(1, format!("malformed JSON: {e}"), &text);
+            }
         }
     }
 
@@ -400,48 +676,26 @@ impl Records {
                     }
                 }
                 let first = util::strip_bom(self.buf.trim_ascii());
-                let whole_line = if first.first() == Some(&b'[') {
-                    None
+                if first.first() != Some(&b'[') && split::is_json(first) {
+                    self.shape = Shape::Lines;
+                    let line = self.line;
+                    self.push_line(line, true);
                 } else {
-                    serde_json::from_slice::<Value>(first).ok()
-                };
-                match whole_line {
-                    Some(value) => {
-                        self.shape = Shape::Lines;
-                        let line = self.line;
-                        self.push_unit(line, value, false);
+                    // A document: read the rest, then check and split it.
+                    self.shape = Shape::Done;
+                    let mut all = std::mem::take(&mut self.buf);
+                    if let Err(e) = self.input.read_to_end(&mut all) {
+                        self.reject(0, format!("unreadable input: {e}"), "");
+                        return true;
                     }
-                    None => {
-                        // A document: read the rest and parse it whole.
-                        self.shape = Shape::Done;
-                        let mut all = std::mem::take(&mut self.buf);
-                        if let Err(e) = self.input.read_to_end(&mut all) {
-                            self.reject(0, format!("unreadable input: {e}"), "");
-                            return true;
-                        }
-                        match serde_json::from_slice::<Value>(util::strip_bom(all.trim_ascii())) {
-                            Ok(value) => self.push_unit(1, value, true),
-                            Err(e) => {
-                                self.stats.records += 1;
-                                let text = String::from_utf8_lossy(&all).into_owned();
-                                self.reject(1, format!("malformed JSON: {e}"), &text);
-                            }
-                        }
-                    }
+                    self.push_document(all);
                 }
                 true
             }
             Shape::Lines => match self.next_line() {
                 Ok(true) => {
                     let line = self.line;
-                    match serde_json::from_slice::<Value>(self.buf.trim_ascii()) {
-                        Ok(value) => self.push_unit(line, value, false),
-                        Err(e) => {
-                            self.stats.records += 1;
-                            let text = String::from_utf8_lossy(&self.buf).into_owned();
-                            self.reject(line, format!("malformed JSON: {e}"), &text);
-                        }
-                    }
+                    self.push_line(line, false);
                     true
                 }
                 Ok(false) => {
@@ -457,63 +711,6 @@ impl Records {
             },
         }
     }
-
-    fn convert_one(&mut self, number: u64, record: Value) {
-        self.stats.records += 1;
-        let format = match self.format.or_else(|| classify(&record)) {
-            Some(f) => f,
-            None => {
-                let text = record.to_string();
-                let reason = if record.is_object() {
-                    "unrecognised record: no adapter knows its fields".to_owned()
-                } else {
-                    format!("unrecognised record: a JSON {}", util::json_kind(&record))
-                };
-                self.reject(number, reason, &text);
-                return;
-            }
-        };
-        *self
-            .stats
-            .formats
-            .entry(format.name().to_owned())
-            .or_default() += 1;
-        if !record.is_object() {
-            let reason = format!(
-                "{format} record is a JSON {}, not an object",
-                util::json_kind(&record)
-            );
-            self.reject(number, reason, &record.to_string());
-            return;
-        }
-        match format.convert(&record, &self.options) {
-            Ok(Conv::Skip(reason)) => {
-                *self
-                    .stats
-                    .skipped
-                    .entry(format!("{format}: {reason}"))
-                    .or_default() += 1;
-            }
-            Ok(Conv::Events(events)) if events.is_empty() => {
-                *self
-                    .stats
-                    .skipped
-                    .entry(format!("{format}: nothing to record"))
-                    .or_default() += 1;
-            }
-            Ok(Conv::Events(events)) => {
-                for event in events {
-                    self.stats.events += 1;
-                    let origin = self.origin(number);
-                    self.out.push_back(Ok((origin, event)));
-                }
-            }
-            Err(reason) => {
-                let text = record.to_string();
-                self.reject(number, format!("{format}: {reason}"), &text);
-            }
-        }
-    }
 }
 
 impl Iterator for Records {
@@ -524,13 +721,186 @@ impl Iterator for Records {
             if let Some(item) = self.out.pop_front() {
                 return Some(item);
             }
-            if let Some((number, record)) = self.pending.pop_front() {
-                self.convert_one(number, record);
+            if let Some(raw) = self.pending.pop_front() {
+                self.converter.convert(raw, &mut self.stats, &mut self.out);
                 continue;
             }
             if !self.fill() && self.pending.is_empty() && self.out.is_empty() {
                 return None;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The real invictus-ir CloudTrail records of tests/data, each `copies` times with a
+    /// unique eventID.
+    fn cloudtrail_records(copies: usize) -> Vec<Value> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/data/realdata/invictus-ir-aws_dataset/CloudTrail");
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        let mut real = Vec::new();
+        for path in paths {
+            let doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+            real.extend(doc["Records"].as_array().unwrap().iter().cloned());
+        }
+        let mut out = Vec::new();
+        for i in 0..copies {
+            for r in &real {
+                let mut r = r.clone();
+                r["eventID"] = json!(format!("{}-{i}", r["eventID"].as_str().unwrap()));
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    fn items(bytes: Vec<u8>) -> (Vec<Item>, Stats) {
+        let mut records = read(None, std::io::Cursor::new(bytes), "t");
+        let items: Vec<Item> = records.by_ref().collect();
+        (items, records.stats().clone())
+    }
+
+    /// What each record becomes on its own, numbered `number(i)`.
+    fn one_by_one(records: &[Value], number: impl Fn(usize) -> u64) -> Vec<Item> {
+        let converter = read(None, std::io::empty(), "t").converter();
+        let mut out = VecDeque::new();
+        let mut stats = Stats::default();
+        for (i, r) in records.iter().enumerate() {
+            converter.convert_one(number(i), r.clone(), &mut stats, &mut out);
+        }
+        out.into_iter().collect()
+    }
+
+    #[test]
+    fn a_long_records_line_is_split_and_its_records_keep_the_line_number() {
+        let records = cloudtrail_records(4);
+        let line = serde_json::to_vec(&json!({ "Records": records })).unwrap();
+        assert!(line.len() > SPLIT_LINES_FROM);
+        let mut input = line.clone();
+        input.extend(b"\n\n");
+        input.extend(&line);
+        let (got, stats) = items(input);
+        let mut want = one_by_one(&records, |_| 1);
+        want.extend(one_by_one(&records, |_| 3));
+        assert!(want.iter().all(Result::is_ok));
+        assert_eq!(got, want);
+        assert_eq!(stats.records, 2 * records.len() as u64);
+    }
+
+    #[test]
+    fn a_document_is_split_into_records_numbered_by_index() {
+        let records = cloudtrail_records(2);
+        for doc in [
+            serde_json::to_vec_pretty(&json!({ "Records": records })).unwrap(),
+            serde_json::to_vec(&json!(records)).unwrap(),
+            [
+                &b"\xef\xbb\xbf \n"[..],
+                &serde_json::to_vec_pretty(&records).unwrap(),
+            ]
+            .concat(),
+        ] {
+            let (got, stats) = items(doc);
+            assert_eq!(got, one_by_one(&records, |i| i as u64 + 1));
+            assert_eq!(stats.records, records.len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_document_broken_anywhere_is_rejected_whole() {
+        let records = cloudtrail_records(4);
+        let good = serde_json::to_string_pretty(&json!({ "Records": records })).unwrap();
+        let one_line = serde_json::to_string(&json!({ "Records": records })).unwrap();
+        let last_id = records.last().unwrap()["eventID"].as_str().unwrap();
+        for bad in [
+            good.get(..good.len() - 3).unwrap().to_owned(),
+            good.replace(last_id, "\\ud800"),
+            good.replace(&format!("\"{last_id}\""), "1e400"),
+            format!("{good} x"),
+            one_line.get(..one_line.len() - 1).unwrap().to_owned(),
+            one_line.replace(last_id, "\u{1}"),
+        ] {
+            let error = serde_json::from_str::<Value>(bad.trim()).unwrap_err();
+            let (got, stats) = items(bad.into_bytes());
+            assert_eq!(got.len(), 1);
+            let rejected = got[0].as_ref().unwrap_err();
+            assert_eq!(rejected.origin.line, 1);
+            assert_eq!(rejected.reason, format!("malformed JSON: {error}"));
+            assert_eq!((stats.records, stats.events, stats.rejected), (1, 0, 1));
+        }
+    }
+
+    /// One thread's converted records, by their position in the input, and its counts.
+    type Converted = (Vec<(usize, Vec<Item>)>, Stats);
+
+    #[test]
+    fn raw_records_converted_apart_give_what_the_iterator_gives() {
+        let records = cloudtrail_records(3);
+        let mut ndjson = Vec::new();
+        for r in &records {
+            ndjson.extend(serde_json::to_vec(r).unwrap());
+            ndjson.push(b'\n');
+        }
+        ndjson.extend(b"not json\n[1, {\"hello\": 2}]\n");
+        for input in [
+            ndjson,
+            serde_json::to_vec(&json!({ "Records": records })).unwrap(),
+            serde_json::to_vec_pretty(&json!({ "Records": records, "other": 1 })).unwrap(),
+            b"{\"Records\": [1, 2".to_vec(),
+        ] {
+            let (want, want_stats) = items(input.clone());
+            let mut records = read(None, std::io::Cursor::new(input), "t");
+            let converter = records.converter();
+            let mut raws = Vec::new();
+            while let Some(next) = records.next_raw() {
+                raws.push(next);
+            }
+            // Every other record on another thread, as the ingest pipeline does.
+            let mut stats = records.stats().clone();
+            let mut halves: [Vec<(usize, Next)>; 2] = [Vec::new(), Vec::new()];
+            for (i, next) in raws.into_iter().enumerate() {
+                halves[i % 2].push((i, next));
+            }
+            let converted: Vec<Converted> = std::thread::scope(|s| {
+                let handles: Vec<_> = halves
+                    .into_iter()
+                    .map(|half| {
+                        let converter = converter.clone();
+                        s.spawn(move || {
+                            let mut stats = Stats::default();
+                            let mut done = Vec::new();
+                            for (i, next) in half {
+                                let mut out = VecDeque::new();
+                                match next {
+                                    Next::Item(item) => out.push_back(item),
+                                    Next::Raw(raw) => converter.convert(raw, &mut stats, &mut out),
+                                }
+                                done.push((i, out.into_iter().collect()));
+                            }
+                            (done, stats)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let mut all = Vec::new();
+            for (done, part) in converted {
+                all.extend(done);
+                stats.merge(part);
+            }
+            all.sort_by_key(|(i, _)| *i);
+            let got: Vec<Item> = all.into_iter().flat_map(|(_, items)| items).collect();
+            assert_eq!(got, want);
+            assert_eq!(stats, want_stats);
         }
     }
 }

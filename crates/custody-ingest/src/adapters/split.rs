@@ -1,0 +1,263 @@
+//! Splitting a `{"Records": [...]}` document (or a JSON array) into its records' bytes
+//! without building a `serde_json::Value` of the whole: each record is parsed on its own
+//! later, on whichever thread converts it.
+//!
+//! A document is split only once it is known to be JSON that `serde_json` accepts as a
+//! `Value` ([`is_json`]: the same parser, with a visitor that keeps nothing), so a document
+//! broken anywhere is still rejected whole, with `serde_json`'s own message, before any of
+//! its records is handed on. [`records`] then only has to find the boundaries in valid JSON.
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// Whether `bytes` parse as one JSON value exactly as `serde_json::from_slice::<Value>`
+/// would (same parser, same strings, numbers, depth limit and trailing-character rule), at
+/// no allocation per value.
+pub(crate) fn is_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<Valid>(bytes).is_ok()
+}
+
+/// A JSON value, checked and dropped as it is read.
+struct Valid;
+
+impl<'de> Deserialize<'de> for Valid {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Valid, D::Error> {
+        deserializer.deserialize_any(ValidVisitor)
+    }
+}
+
+struct ValidVisitor;
+
+impl<'de> Visitor<'de> for ValidVisitor {
+    type Value = Valid;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_unit<E>(self) -> Result<Valid, E> {
+        Ok(Valid)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Valid, A::Error> {
+        while seq.next_element::<Valid>()?.is_some() {}
+        Ok(Valid)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Valid, A::Error> {
+        while map.next_key::<Valid>()?.is_some() {
+            map.next_value::<Valid>()?;
+        }
+        Ok(Valid)
+    }
+}
+
+/// Whether `unit` (trimmed) opens like a document [`records`] can split: `[`, or `{` then
+/// `"Records"`. Cheap: it reads a few bytes.
+pub(crate) fn looks_splittable(unit: &[u8]) -> bool {
+    let i = skip_ws(unit, 0);
+    match unit.get(i) {
+        Some(b'[') => true,
+        Some(b'{') => {
+            let j = skip_ws(unit, i + 1);
+            unit.get(j..)
+                .is_some_and(|rest| rest.starts_with(RECORDS_KEY))
+        }
+        _ => false,
+    }
+}
+
+const RECORDS_KEY: &[u8] = b"\"Records\"";
+
+/// The byte ranges of the records of `unit`, which must be valid JSON ([`is_json`]): the
+/// elements of a top-level array, or of the `Records` array of an object whose only key is
+/// `Records`. `None` for any other shape (the caller then parses the unit whole).
+pub(crate) fn records(unit: &[u8]) -> Option<Vec<Range<usize>>> {
+    let mut i = skip_ws(unit, 0);
+    let in_object = match unit.get(i)? {
+        b'[' => false,
+        b'{' => {
+            i = skip_ws(unit, i + 1);
+            if !unit.get(i..)?.starts_with(RECORDS_KEY) {
+                return None;
+            }
+            i = skip_ws(unit, i + RECORDS_KEY.len());
+            if unit.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(unit, i + 1);
+            if unit.get(i) != Some(&b'[') {
+                return None;
+            }
+            true
+        }
+        _ => return None,
+    };
+    i += 1;
+    let mut out = Vec::new();
+    i = skip_ws(unit, i);
+    if unit.get(i) == Some(&b']') {
+        i += 1;
+    } else {
+        loop {
+            let start = i;
+            i = skip_value(unit, i)?;
+            out.push(start..i);
+            i = skip_ws(unit, i);
+            match unit.get(i)? {
+                b',' => i = skip_ws(unit, i + 1),
+                b']' => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    i = skip_ws(unit, i);
+    if in_object {
+        // Another key beside `Records` (or a second `Records`): not this shape.
+        if unit.get(i) != Some(&b'}') {
+            return None;
+        }
+        i = skip_ws(unit, i + 1);
+    }
+    (i == unit.len()).then_some(out)
+}
+
+/// The first index at or after `i` that is not JSON whitespace.
+fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+    while matches!(bytes.get(i), Some(b' ' | b'\n' | b'\t' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the string whose opening quote is at `i` (one past the closing quote).
+fn skip_string(bytes: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    loop {
+        match bytes.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+/// The end of the (valid) JSON value starting at `i`.
+fn skip_value(bytes: &[u8], mut i: usize) -> Option<usize> {
+    match bytes.get(i)? {
+        b'"' => skip_string(bytes, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            loop {
+                match bytes.get(i)? {
+                    b'"' => {
+                        i = skip_string(bytes, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            // A number or a literal: up to the next delimiter.
+            while !matches!(
+                bytes.get(i),
+                None | Some(b',' | b']' | b'}' | b' ' | b'\n' | b'\t' | b'\r')
+            ) {
+                i += 1;
+            }
+            Some(i)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn parts(unit: &str) -> Option<Vec<&str>> {
+        assert!(is_json(unit.as_bytes()), "{unit}");
+        records(unit.as_bytes()).map(|ranges| ranges.into_iter().map(|r| &unit[r]).collect())
+    }
+
+    #[test]
+    fn splits_records_documents_and_arrays() {
+        assert_eq!(
+            parts(r#" { "Records" : [ {"a":"x,]}\"{"} , [1,[2]] ,3, "s" ,true,null,-1.5e3 ] } "#),
+            Some(vec![
+                r#"{"a":"x,]}\"{"}"#,
+                "[1,[2]]",
+                "3",
+                r#""s""#,
+                "true",
+                "null",
+                "-1.5e3"
+            ])
+        );
+        assert_eq!(parts("[]"), Some(vec![]));
+        assert_eq!(parts(r#"{"Records":[]}"#), Some(vec![]));
+        assert_eq!(parts("[{}]\n"), Some(vec!["{}"]));
+    }
+
+    #[test]
+    fn other_shapes_are_not_split() {
+        assert_eq!(parts(r#"{"Records":[1],"more":2}"#), None);
+        assert_eq!(parts(r#"{"Records":[1],"Records":[2]}"#), None);
+        assert_eq!(parts(r#"{"more":2,"Records":[1]}"#), None);
+        assert_eq!(parts(r#"{"Records":{"a":1}}"#), None);
+        assert_eq!(parts(r#"{"a":1}"#), None);
+        assert_eq!(parts(r#""Records""#), None);
+        assert!(!looks_splittable(br#"{"a":1}"#));
+        assert!(looks_splittable(b" [1]"));
+        assert!(looks_splittable(br#"{ "Records": 1"#));
+    }
+
+    #[test]
+    fn is_json_accepts_what_value_accepts() {
+        for text in [
+            r#"{"a":[1,2,{"b":null}],"c":"\u00e9\ud83d\ude00"}"#,
+            "1e400",
+            r#""\ud800""#,
+            "[1,]",
+            "{\"a\":1} x",
+            "\"\u{1}\"",
+            &"[".repeat(200),
+            &format!("{}{}", "[".repeat(127), "]".repeat(127)),
+            &format!("{}{}", "[".repeat(128), "]".repeat(128)),
+        ] {
+            assert_eq!(
+                is_json(text.as_bytes()),
+                serde_json::from_str::<Value>(text).is_ok(),
+                "{text}"
+            );
+        }
+        assert!(!is_json(b"\"\xff\""));
+    }
+}
