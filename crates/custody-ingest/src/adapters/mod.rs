@@ -302,7 +302,7 @@ enum Body {
     Value(Value),
     /// One record of a split document: its bytes, known to be valid JSON.
     Slice(Arc<Vec<u8>>, Range<usize>),
-    /// One line of NDJSON (trimmed, not blank): parsed, then split like any unit.
+    /// One line of NDJSON (not blank, as read): parsed, then split like any unit.
     Line(Vec<u8>),
 }
 
@@ -440,7 +440,7 @@ impl Converter {
                     }
                 }
             }
-            Body::Line(line) => match serde_json::from_slice::<Value>(&line) {
+            Body::Line(line) => match serde_json::from_slice::<Value>(line.trim_ascii()) {
                 Ok(value) => {
                     for record in unit_records(value) {
                         self.convert_one(number, record, stats, out);
@@ -620,11 +620,13 @@ impl Records {
                 Err(doc) => self.buf = doc,
             }
         }
-        let mut text = self.buf.trim_ascii();
-        if first {
-            text = util::strip_bom(text);
-        }
-        let unit = text.to_vec();
+        // The line as read (a rejection quotes it so), but the first without its byte-order
+        // mark: it was checked so.
+        let unit = if first {
+            util::strip_bom(self.buf.trim_ascii()).to_vec()
+        } else {
+            self.buf.clone()
+        };
         self.push(line, Body::Line(unit));
     }
 
@@ -837,6 +839,14 @@ mod tests {
             assert_eq!(rejected.reason, format!("malformed JSON: {error}"));
             assert_eq!((stats.records, stats.events, stats.rejected), (1, 0, 1));
         }
+    }
+
+    #[test]
+    fn a_malformed_line_is_quoted_as_it_was_read() {
+        let (got, _) = items(b"{\"a\":1}\n  not json \r\n".to_vec());
+        let rejected = got[1].as_ref().unwrap_err();
+        assert_eq!(rejected.origin.line, 2);
+        assert_eq!(rejected.excerpt, "  not json \r\n");
     }
 
     /// One thread's converted records, by their position in the input, and its counts.
