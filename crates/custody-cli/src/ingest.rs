@@ -393,20 +393,34 @@ fn produce_adapted(
     file: &str,
     input: Box<dyn BufRead + Send>,
     format: Option<Format>,
+    path: Option<&str>,
     len: Option<u64>,
     tx: &crossbeam_channel::Sender<Prepared>,
 ) {
-    let mut records = adapters::read(format, input, file);
-    if let Some(len) = len {
-        records = records.with_size_hint(len);
-    }
+    let opened = path.and_then(|p| {
+        adapters::read_file(format, std::path::Path::new(p), file, Default::default()).ok()
+    });
+    let mut records = match opened {
+        Some(records) => records,
+        None => {
+            let records = adapters::read(format, input, file);
+            match len {
+                Some(len) => records.with_size_hint(len),
+                None => records,
+            }
+        }
+    };
     let converter = records.converter();
     let work = |chunk: Vec<adapters::Next>| prepare_adapted_chunk(preparer, &converter, chunk);
     in_parallel(tx, &work, || {
-        let mut chunk = Vec::with_capacity(ADAPTED_CHUNK);
-        while chunk.len() < ADAPTED_CHUNK {
+        let mut chunk = Vec::new();
+        let mut weight = 0;
+        while weight < ADAPTED_CHUNK {
             match records.next_raw() {
-                Some(next) => chunk.push(next),
+                Some(next) => {
+                    weight += next.records();
+                    chunk.push(next);
+                }
                 None => return (chunk, true),
             }
         }
@@ -478,7 +492,8 @@ impl Ingester {
                 }
             };
             let bar = show.then(|| progress_bar(name, len));
-            self.ingest_sized(ledger, name, input, len, &mut summary, bar.as_ref())?;
+            let path = (name != "-").then_some(name.as_str());
+            self.ingest_sized(ledger, name, input, path, len, &mut summary, bar.as_ref())?;
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
@@ -497,15 +512,19 @@ impl Ingester {
         summary: &mut IngestSummary,
         bar: Option<&ProgressBar>,
     ) -> Result<()> {
-        self.ingest_sized(ledger, name, input, None, summary, bar)
+        self.ingest_sized(ledger, name, input, None, None, summary, bar)
     }
 
-    /// [`Ingester::ingest_reader`] of an input of about `len` bytes when known.
+    /// [`Ingester::ingest_reader`] of an input of about `len` bytes when known, read from
+    /// the file at `path` (which `input` reads) when there is one: a large JSON document in
+    /// a file is then never held in memory whole ([`adapters::read_file`]).
+    #[allow(clippy::too_many_arguments)]
     fn ingest_sized(
         &self,
         ledger: &mut Ledger,
         name: &str,
         input: Box<dyn BufRead + Send>,
+        path: Option<&str>,
         len: Option<u64>,
         summary: &mut IngestSummary,
         bar: Option<&ProgressBar>,
@@ -515,6 +534,7 @@ impl Ingester {
         let file = name.to_owned();
         let mut input = input;
         let native = self.is_native_ndjson(&mut input);
+        let path = path.map(str::to_owned);
         let format = self.format;
         // Freeing a written batch (ten thousand events' strings) is work the writer, the
         // bottleneck, need not do: another thread drops it.
@@ -524,7 +544,7 @@ impl Ingester {
                 if native {
                     produce_native(&preparer, &file, input, &tx);
                 } else {
-                    produce_adapted(&preparer, &file, input, format, len, &tx);
+                    produce_adapted(&preparer, &file, input, format, path.as_deref(), len, &tx);
                 }
             });
             scope.spawn(move || spent_rx.into_iter().for_each(drop));

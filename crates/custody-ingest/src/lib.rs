@@ -13,7 +13,7 @@ pub mod adapters;
 pub mod fuzzing;
 mod native;
 
-pub use adapters::{detect, read, read_with, Format, Options, Records};
+pub use adapters::{detect, read, read_file, read_with, Format, Options, Records};
 pub use native::{NdjsonReader, RawLine};
 
 use custody_model::{canonical_json, Event, Redactor};

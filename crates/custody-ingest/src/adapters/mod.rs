@@ -27,8 +27,10 @@ use util::Conv;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::ops::Range;
+use std::path::Path;
 use std::sync::Arc;
 
 use custody_store::{LineOrigin, Rejected};
@@ -304,6 +306,22 @@ enum Body {
     Slice(Arc<Vec<u8>>, Range<usize>),
     /// One line of NDJSON (not blank, as read): parsed, then split like any unit.
     Line(Vec<u8>),
+    /// Records of a document checked by [`split::scan`], read back from its file: the span
+    /// of the file they lie in, and each one's number and range within the span.
+    File(Arc<File>, Range<u64>, Vec<(u64, Range<usize>)>),
+}
+
+impl Next {
+    /// How many records this is (at least one): a caller dealing work by records.
+    pub fn records(&self) -> usize {
+        match self {
+            Next::Raw(RawRecord {
+                body: Body::File(_, _, records),
+                ..
+            }) => records.len().max(1),
+            _ => 1,
+        }
+    }
 }
 
 /// What [`Records::next_raw`] yields: an item made while reading (a rejection), or a
@@ -346,6 +364,48 @@ pub fn read<R: Read + Send + 'static>(
     file_name: &str,
 ) -> Records {
     read_with(format, reader, file_name, Options::default())
+}
+
+/// [`read_with`] of a file. A large file holding one JSON document (a `Records` document
+/// or an array) is checked and split in a first pass that holds one block at a time; each
+/// record is then read back from the file by whoever converts it, so the document is never
+/// held in memory whole. Anything else reads as [`read_with`] reads it, with the same
+/// records, numbers and reasons either way.
+pub fn read_file(
+    format: Option<Format>,
+    path: &Path,
+    file_name: &str,
+    options: Options,
+) -> std::io::Result<Records> {
+    let file = File::open(path)?;
+    let len = file.metadata().map_or(0, |m| m.len());
+    if cfg!(unix) && len >= STREAM_FROM {
+        if let Ok(Some(scanned)) = split::scan(&file) {
+            let mut records = read_with(format, std::io::empty(), file_name, options);
+            records.shape = Shape::Done;
+            records.push_scanned(Arc::new(file), scanned);
+            return Ok(records);
+        }
+    }
+    let file = File::open(path)?;
+    Ok(read_with(format, file, file_name, options).with_size_hint(len))
+}
+
+/// Files at least this large are read by [`read_file`] in two passes when they hold one
+/// document.
+const STREAM_FROM: u64 = 1 << 20;
+
+/// Records per [`Body::File`] (one read of the file each).
+const FILE_GROUP: usize = 32;
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(_: &File, _: &mut [u8], _: u64) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 /// [`read`] with [`Options`].
@@ -428,15 +488,27 @@ impl Converter {
         match raw.body {
             Body::Value(record) => self.convert_one(number, record, stats, out),
             Body::Slice(doc, range) => {
-                let bytes = doc.get(range).unwrap_or_default();
-                match serde_json::from_slice::<Value>(bytes) {
-                    Ok(record) => self.convert_one(number, record, stats, out),
-                    // Not reached: the document was checked whole before it was split.
+                self.convert_bytes(number, doc.get(range).unwrap_or_default(), stats, out);
+            }
+            Body::File(file, span, records) => {
+                let mut bytes = vec![0; usize::try_from(span.end - span.start).unwrap_or(0)];
+                match read_at(&file, &mut bytes, span.start) {
+                    Ok(()) => {
+                        for (number, range) in records {
+                            self.convert_bytes(
+                                number,
+                                bytes.get(range).unwrap_or_default(),
+                                stats,
+                                out,
+                            );
+                        }
+                    }
                     Err(e) => {
-                        stats.records += 1;
-                        let text = String::from_utf8_lossy(bytes);
-                        let reason = format!("malformed JSON: {e}");
-                        reject(&self.file, stats, out, number, reason, &text);
+                        for (number, _) in records {
+                            stats.records += 1;
+                            let reason = format!("unreadable input: {e}");
+                            reject(&self.file, stats, out, number, reason, "");
+                        }
                     }
                 }
             }
@@ -453,6 +525,26 @@ impl Converter {
                     reject(&self.file, stats, out, number, reason, &text);
                 }
             },
+        }
+    }
+
+    /// Converts one record of a checked document (so valid JSON).
+    fn convert_bytes(
+        &self,
+        number: u64,
+        bytes: &[u8],
+        stats: &mut Stats,
+        out: &mut VecDeque<Item>,
+    ) {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(record) => self.convert_one(number, record, stats, out),
+            // Not reached: the document was checked whole before it was split.
+            Err(e) => {
+                stats.records += 1;
+                let text = String::from_utf8_lossy(bytes);
+                let reason = format!("malformed JSON: {e}");
+                reject(&self.file, stats, out, number, reason, &text);
+            }
         }
     }
 
@@ -575,6 +667,28 @@ impl Records {
             if !self.buf.trim_ascii().is_empty() {
                 return Ok(true);
             }
+        }
+    }
+
+    /// Queues the records [`split::scan`] found in `file`, in groups read back together.
+    fn push_scanned(&mut self, file: Arc<File>, scanned: split::Scanned) {
+        let mut index = 0u64;
+        for group in scanned.records.chunks(FILE_GROUP) {
+            let (Some(first), Some(last)) = (group.first(), group.last()) else {
+                continue;
+            };
+            let span = first.start..last.end;
+            let records = group
+                .iter()
+                .map(|r| {
+                    index += 1;
+                    let start = usize::try_from(r.start - span.start).unwrap_or(0);
+                    let end = usize::try_from(r.end - span.start).unwrap_or(0);
+                    (scanned.line.unwrap_or(index), start..end)
+                })
+                .collect();
+            let number = scanned.line.unwrap_or(index);
+            self.push(number, Body::File(Arc::clone(&file), span, records));
         }
     }
 
@@ -847,6 +961,44 @@ mod tests {
         let rejected = got[1].as_ref().unwrap_err();
         assert_eq!(rejected.origin.line, 2);
         assert_eq!(rejected.excerpt, "  not json \r\n");
+    }
+
+    #[test]
+    fn a_large_document_file_read_in_two_passes_gives_the_same_items() {
+        let mut records = cloudtrail_records(40);
+        records[500].as_object_mut().unwrap().remove("eventID");
+        records[700] = json!("a string");
+        let one_line = serde_json::to_string(&json!({ "Records": records })).unwrap();
+        assert!(one_line.len() as u64 > STREAM_FROM);
+        let pretty = serde_json::to_string_pretty(&json!({ "Records": records })).unwrap();
+        let array = serde_json::to_string(&records).unwrap();
+        let dir = std::env::temp_dir().join(format!("custody-read-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.json");
+        for (input, scanned_line) in [
+            (format!("\n \r\n{one_line} \n\n"), Some(Some(3))),
+            (pretty.clone(), Some(None)),
+            (format!("\n{array}"), Some(None)),
+            (pretty.replacen('[', "[\n", 1), Some(None)),
+            (one_line.get(..one_line.len() - 2).unwrap().to_owned(), None),
+            (format!("{one_line}\n{one_line}\n"), None),
+            (pretty.replacen('{', "{\"x\": [1], ", 1), None),
+        ] {
+            std::fs::write(&path, &input).unwrap();
+            let scanned = split::scan(File::open(&path).unwrap()).unwrap();
+            assert_eq!(scanned.map(|s| s.line), scanned_line);
+            let mut from_file = read_file(None, &path, "t", Options::default()).unwrap();
+            let got: Vec<Item> = from_file.by_ref().collect();
+            let (want, want_stats) = items(input.into_bytes());
+            assert_eq!(got, want);
+            assert_eq!(from_file.stats(), &want_stats);
+            assert!(
+                got.iter()
+                    .any(|i| i.as_ref().is_err_and(|r| r.reason.contains("eventID")))
+                    || want_stats.records <= 1
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// One thread's converted records, by their position in the input, and its counts.

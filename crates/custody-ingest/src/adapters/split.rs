@@ -159,7 +159,8 @@ fn skip_string(bytes: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
-/// The end of the (valid) JSON value starting at `i`.
+/// The end of the (valid) JSON value starting at `i`; `None` at the end of `bytes` or past
+/// [`MAX_DEPTH`] levels of nesting.
 fn skip_value(bytes: &[u8], mut i: usize) -> Option<usize> {
     match bytes.get(i)? {
         b'"' => skip_string(bytes, i),
@@ -171,7 +172,12 @@ fn skip_value(bytes: &[u8], mut i: usize) -> Option<usize> {
                         i = skip_string(bytes, i)?;
                         continue;
                     }
-                    b'{' | b'[' => depth += 1,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        if depth > MAX_DEPTH {
+                            return None;
+                        }
+                    }
                     b'}' | b']' => {
                         depth = depth.checked_sub(1)?;
                         if depth == 0 {
@@ -193,6 +199,207 @@ fn skip_value(bytes: &[u8], mut i: usize) -> Option<usize> {
             }
             Some(i)
         }
+    }
+}
+
+/// How deep a record found by [`scan`] may nest: checked apart, a record has the parser's
+/// whole depth limit (128) to itself, inside the document two levels less; far below both.
+const MAX_DEPTH: usize = 100;
+
+/// What [`scan`] found in a document.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Scanned {
+    /// Each record's byte range in the input.
+    pub records: Vec<Range<u64>>,
+    /// `Some(line)` when the document is an object on one line (the line it is on): read as
+    /// NDJSON, its records take that line's number. `None`: numbered by their index.
+    pub line: Option<u64>,
+}
+
+/// Bytes read at a time by [`scan`].
+const BLOCK: usize = 1 << 20;
+
+/// A first pass over an input that holds one `Records` document (or one array) and nothing
+/// else: finds each record's byte range and checks the whole as [`is_json`] would (each
+/// record with the same parser, the punctuation between them here), holding one block at a
+/// time. `None` when the input is anything else, or not JSON: the caller then reads it the
+/// ordinary way, which gives the same records, numbers and reasons.
+pub(crate) fn scan<R: std::io::Read>(input: R) -> std::io::Result<Option<Scanned>> {
+    let mut w = Window {
+        input,
+        buf: Vec::with_capacity(BLOCK),
+        base: 0,
+        eof: false,
+    };
+    // Leading whitespace, its newlines counted (blank lines before the document).
+    let mut pos = w.ws(0)?;
+    if w.buf.starts_with(&[0xef, 0xbb, 0xbf]) {
+        return Ok(None);
+    }
+    let blank_lines = w.buf.get(..pos).map_or(0, newlines);
+    let mut one_line = true;
+    let in_object = match w.byte(pos)? {
+        Some(b'[') => {
+            one_line = false;
+            false
+        }
+        Some(b'{') => {
+            let start = pos + 1;
+            pos = w.ws(start)?;
+            one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+            if !w.ensure(pos + RECORDS_KEY.len())?
+                || !w.buf.get(pos..).is_some_and(|b| b.starts_with(RECORDS_KEY))
+            {
+                return Ok(None);
+            }
+            let start = pos + RECORDS_KEY.len();
+            pos = w.ws(start)?;
+            one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+            if w.byte(pos)? != Some(b':') {
+                return Ok(None);
+            }
+            let start = pos + 1;
+            pos = w.ws(start)?;
+            one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+            if w.byte(pos)? != Some(b'[') {
+                return Ok(None);
+            }
+            true
+        }
+        _ => return Ok(None),
+    };
+    let mut records = Vec::new();
+    let start = pos + 1;
+    pos = w.ws(start)?;
+    one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+    if w.byte(pos)? == Some(b']') {
+        pos += 1;
+    } else {
+        loop {
+            // One record: its end, reading on while it runs past the block.
+            let end = loop {
+                match skip_value(&w.buf, pos) {
+                    Some(end) if end < w.buf.len() || w.eof => break end,
+                    found => {
+                        if w.eof || (found.is_none() && w.buf.len() - pos > MAX_RECORD) {
+                            return Ok(None);
+                        }
+                        let more = (w.buf.len() - pos).max(BLOCK);
+                        w.read_more(more)?;
+                    }
+                }
+            };
+            let record = w.buf.get(pos..end).unwrap_or_default();
+            if !is_json(record) {
+                return Ok(None);
+            }
+            one_line &= newlines(record) == 0;
+            records.push(w.base + pos as u64..w.base + end as u64);
+            pos = w.ws(end)?;
+            one_line &= newlines(w.buf.get(end..pos).unwrap_or_default()) == 0;
+            match w.byte(pos)? {
+                Some(b',') => {
+                    let start = pos + 1;
+                    pos = w.ws(start)?;
+                    one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+                }
+                Some(b']') => {
+                    pos += 1;
+                    break;
+                }
+                _ => return Ok(None),
+            }
+            pos = w.compact(pos);
+        }
+    }
+    let start = pos;
+    pos = w.ws(start)?;
+    if in_object {
+        one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+        if w.byte(pos)? != Some(b'}') {
+            return Ok(None);
+        }
+        pos = w.ws(pos + 1)?;
+    }
+    if w.byte(pos)?.is_some() {
+        return Ok(None);
+    }
+    let line = (in_object && one_line).then_some(blank_lines + 1);
+    Ok(Some(Scanned { records, line }))
+}
+
+/// The largest record [`scan`] looks for (a larger one ends the scan: read the ordinary way).
+const MAX_RECORD: usize = 256 << 20;
+
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// The part of the input [`scan`] holds: `buf` starts at byte `base` of the input.
+struct Window<R> {
+    input: R,
+    buf: Vec<u8>,
+    base: u64,
+    eof: bool,
+}
+
+impl<R: std::io::Read> Window<R> {
+    /// Appends up to `n` more bytes; at the end of the input sets `eof`.
+    fn read_more(&mut self, n: usize) -> std::io::Result<()> {
+        let len = self.buf.len();
+        self.buf.resize(len + n, 0);
+        let mut filled = len;
+        while filled < len + n {
+            match self
+                .input
+                .read(self.buf.get_mut(filled..).unwrap_or_default())
+            {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(k) => filled += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.buf.truncate(filled);
+        Ok(())
+    }
+
+    /// Whether `buf` reaches `end` (reading on as needed).
+    fn ensure(&mut self, end: usize) -> std::io::Result<bool> {
+        while self.buf.len() < end && !self.eof {
+            self.read_more(BLOCK)?;
+        }
+        Ok(self.buf.len() >= end)
+    }
+
+    /// The byte at `i`, `None` at the end of the input.
+    fn byte(&mut self, i: usize) -> std::io::Result<Option<u8>> {
+        self.ensure(i + 1)?;
+        Ok(self.buf.get(i).copied())
+    }
+
+    /// The first index at or after `i` that is not whitespace (or the end of the input).
+    fn ws(&mut self, mut i: usize) -> std::io::Result<usize> {
+        loop {
+            i = skip_ws(&self.buf, i);
+            if i < self.buf.len() || self.eof {
+                return Ok(i);
+            }
+            self.read_more(BLOCK)?;
+        }
+    }
+
+    /// Drops what lies before `pos` once it is most of the block; the new index of `pos`.
+    fn compact(&mut self, pos: usize) -> usize {
+        if pos < BLOCK / 2 {
+            return pos;
+        }
+        self.buf.drain(..pos);
+        self.base += pos as u64;
+        0
     }
 }
 
