@@ -380,7 +380,7 @@ pub fn read_file(
     let file = File::open(path)?;
     let len = file.metadata().map_or(0, |m| m.len());
     if cfg!(unix) && len >= STREAM_FROM {
-        if let Ok(Some(scanned)) = split::scan(&file) {
+        if let Some(scanned) = scan_file(&file) {
             let mut records = read_with(format, std::io::empty(), file_name, options);
             records.shape = Shape::Done;
             records.push_scanned(Arc::new(file), scanned);
@@ -389,6 +389,53 @@ pub fn read_file(
     }
     let file = File::open(path)?;
     Ok(read_with(format, file, file_name, options).with_size_hint(len))
+}
+
+/// [`split::scan`] of a file, the check of its records ([`split::is_json`], most of the
+/// work) on a second thread reading them back from the file as the scan finds them.
+fn scan_file(file: &File) -> Option<split::Scanned> {
+    const BATCH: usize = 256;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Range<u64>>>(16);
+    std::thread::scope(|scope| {
+        let checker = scope.spawn(move || {
+            let mut bytes = Vec::new();
+            for batch in rx {
+                let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                    continue;
+                };
+                let span = first.start..last.end;
+                bytes.resize(usize::try_from(span.end - span.start).unwrap_or(0), 0);
+                if read_at(file, &mut bytes, span.start).is_err() {
+                    return false;
+                }
+                for r in &batch {
+                    let start = usize::try_from(r.start - span.start).unwrap_or(0);
+                    let end = usize::try_from(r.end - span.start).unwrap_or(0);
+                    if !bytes.get(start..end).is_some_and(split::is_json) {
+                        return false;
+                    }
+                }
+            }
+            true
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut check = |_: &[u8], range: Range<u64>| {
+            batch.push(range);
+            if batch.len() < BATCH {
+                return true;
+            }
+            tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .is_ok()
+        };
+        let scanned = split::scan(file, &mut check);
+        let sent = batch.is_empty() || tx.send(batch).is_ok();
+        drop(tx);
+        let checked = checker.join().unwrap_or(false);
+        match scanned {
+            Ok(Some(scanned)) if sent && checked => Some(scanned),
+            _ => None,
+        }
+    })
 }
 
 /// Files at least this large are read by [`read_file`] in two passes when they hold one
@@ -975,6 +1022,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("custody-read-file-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("in.json");
+        // A number out of range in a record far down: found by the checking thread.
+        let late = one_line.match_indices("\"eventID\"").nth(900).unwrap().0;
         for (input, scanned_line) in [
             (format!("\n \r\n{one_line} \n\n"), Some(Some(3))),
             (pretty.clone(), Some(None)),
@@ -983,9 +1032,16 @@ mod tests {
             (one_line.get(..one_line.len() - 2).unwrap().to_owned(), None),
             (format!("{one_line}\n{one_line}\n"), None),
             (pretty.replacen('{', "{\"x\": [1], ", 1), None),
+            (
+                format!("{}\"x\": 1e400, {}", &one_line[..late], &one_line[late..]),
+                None,
+            ),
         ] {
             std::fs::write(&path, &input).unwrap();
-            let scanned = split::scan(File::open(&path).unwrap()).unwrap();
+            let scanned = scan_file(&File::open(&path).unwrap());
+            let checked_here =
+                split::scan(File::open(&path).unwrap(), &mut |b, _| split::is_json(b)).unwrap();
+            assert_eq!(scanned, checked_here);
             assert_eq!(scanned.map(|s| s.line), scanned_line);
             let mut from_file = read_file(None, &path, "t", Options::default()).unwrap();
             let got: Vec<Item> = from_file.by_ref().collect();

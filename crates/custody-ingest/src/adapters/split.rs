@@ -224,7 +224,14 @@ const BLOCK: usize = 1 << 20;
 /// record with the same parser, the punctuation between them here), holding one block at a
 /// time. `None` when the input is anything else, or not JSON: the caller then reads it the
 /// ordinary way, which gives the same records, numbers and reasons.
-pub(crate) fn scan<R: std::io::Read>(input: R) -> std::io::Result<Option<Scanned>> {
+///
+/// Each record found is passed to `check` (its bytes and its range in the input), which
+/// must check it with [`is_json`], here or elsewhere before the result is used: the scan
+/// checks only the punctuation around the records. `check` returning false ends the scan.
+pub(crate) fn scan<R: std::io::Read>(
+    input: R,
+    check: &mut dyn FnMut(&[u8], Range<u64>) -> bool,
+) -> std::io::Result<Option<Scanned>> {
     let mut w = Window {
         input,
         buf: Vec::with_capacity(BLOCK),
@@ -290,11 +297,12 @@ pub(crate) fn scan<R: std::io::Read>(input: R) -> std::io::Result<Option<Scanned
                 }
             };
             let record = w.buf.get(pos..end).unwrap_or_default();
-            if !is_json(record) {
+            let range = w.base + pos as u64..w.base + end as u64;
+            if !check(record, range.clone()) {
                 return Ok(None);
             }
             one_line &= newlines(record) == 0;
-            records.push(w.base + pos as u64..w.base + end as u64);
+            records.push(range);
             pos = w.ws(end)?;
             one_line &= newlines(w.buf.get(end..pos).unwrap_or_default()) == 0;
             match w.byte(pos)? {
