@@ -9,7 +9,7 @@
 //!
 //! `sessionToken`, `secretAccessKey` and request/response bodies are never copied.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::util::{self, at, copy, first_text, put, skip, text, Conv};
 
@@ -144,17 +144,17 @@ pub(crate) fn convert(r: &Value) -> Result<Conv, String> {
             if at(r, &["requestParameters", "policy"]).is_some() {
                 attrs.insert("session_policy".into(), true.into());
             }
-            let mut d = json!({
-                "id": format!("{id}/delegation"),
-                "type": "delegation",
-                "time": time,
-                "source": source,
-                "from": from,
-                "to": util::principal(to_arn, principal_kind_of_arn(to_arn)),
-                "via": via,
-                "credential": Value::Object(credential),
-                "attributes": Value::Object(attrs),
-            });
+            let mut d = util::object([
+                ("id", format!("{id}/delegation").into()),
+                ("type", "delegation".into()),
+                ("time", time.clone().into()),
+                ("source", source.clone().into()),
+                ("from", from),
+                ("to", util::principal(to_arn, principal_kind_of_arn(to_arn))),
+                ("via", via.into()),
+                ("credential", Value::Object(credential)),
+                ("attributes", Value::Object(attrs)),
+            ]);
             // (A key never derives from itself: the AWS documentation's examples reuse one.)
             let parent = access_key.filter(|k| *k != new_key);
             if let (Some(obj), Some(parent)) = (d.as_object_mut(), parent) {
@@ -244,35 +244,35 @@ pub(crate) fn convert(r: &Value) -> Result<Conv, String> {
                 attrs.insert("resources".into(), arns.into());
             }
         }
-        let mut a = json!({
-            "id": id,
-            "type": "action",
-            "time": time,
-            "source": source,
-            "actor": actor,
-            "operation": operation,
-            "resource": resource,
-            "mutating": mutating,
-            "context": Value::Object(context),
-            "outcome": outcome,
-            "attributes": Value::Object(attrs),
-        });
+        let mut a = util::object([
+            ("id", id.into()),
+            ("type", "action".into()),
+            ("time", time.clone().into()),
+            ("source", source.clone().into()),
+            ("actor", actor),
+            ("operation", operation.into()),
+            ("resource", resource.clone().into()),
+            ("mutating", mutating.into()),
+            ("context", Value::Object(context)),
+            ("outcome", outcome.into()),
+            ("attributes", Value::Object(attrs)),
+        ]);
         if let Some(obj) = a.as_object_mut() {
             put(obj, "credential", access_key);
         }
         out.push(a);
         let api_call = matches!(text(r, &["eventType"]), None | Some("AwsApiCall"));
         if mutating && error.is_none() && api_call && !DELEGATING.contains(&event_name) {
-            let mut e = json!({
-                "id": format!("{id}/effect"),
-                "type": "effect",
-                "time": time,
-                "source": source,
-                "system": format!("aws:{service}:{account}"),
-                "resource": resource,
-                "change": util::change_of(event_name),
-                "caused_by": id,
-            });
+            let mut e = util::object([
+                ("id", format!("{id}/effect").into()),
+                ("type", "effect".into()),
+                ("time", time.clone().into()),
+                ("source", source.clone().into()),
+                ("system", format!("aws:{service}:{account}").into()),
+                ("resource", resource.into()),
+                ("change", util::change_of(event_name).into()),
+                ("caused_by", id.into()),
+            ]);
             if let Some(obj) = e.as_object_mut() {
                 put(obj, "record", text(r, &["requestID"]));
             }
