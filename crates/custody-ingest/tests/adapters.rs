@@ -541,67 +541,6 @@ fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
     })
 }
 
-/// Throughput of CloudTrail reading and preparing, on the real samples replicated
-/// (`cargo test -p custody-ingest --release -- --ignored --nocapture throughput`).
-#[test]
-#[ignore = "a measurement, not a check"]
-fn cloudtrail_throughput() {
-    let mut records: Vec<Value> = Vec::new();
-    for rel in [
-        format!("{INVICTUS}1205Z_nx9Yx1FyJdBaTqKj.json"),
-        format!("{INVICTUS}1210Z_bXGZYqBeCCsqWq1U.json"),
-        format!("{STRATUS}defense-evasion.organizations-leave.json"),
-        format!("{STRATUS}persistence.sts-federation-token.json"),
-    ] {
-        let v: Value = serde_json::from_slice(&std::fs::read(data(&rel)).unwrap()).unwrap();
-        match v {
-            Value::Array(items) => records.extend(items),
-            Value::Object(mut o) => {
-                if let Some(Value::Array(items)) = o.remove("Records") {
-                    records.extend(items)
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut lines = Vec::new();
-    let target = 100_000;
-    for i in 0..target {
-        let mut r = records[i % records.len()].clone();
-        r["eventID"] = json!(format!("bench-{i}"));
-        lines.extend(serde_json::to_vec(&r).unwrap());
-        lines.push(b'\n');
-    }
-    let p = preparer();
-    let start = std::time::Instant::now();
-    let parsed = lines
-        .split(|b| *b == b'\n')
-        .filter(|l| serde_json::from_slice::<Value>(l).is_ok())
-        .count();
-    let parse = start.elapsed();
-    let start = std::time::Instant::now();
-    let mut read_only = 0usize;
-    for item in adapters::read(
-        Some(Format::CloudTrail),
-        std::io::Cursor::new(lines.clone()),
-        "b",
-    ) {
-        read_only += usize::from(item.is_ok());
-    }
-    let adapt = start.elapsed();
-    let start = std::time::Instant::now();
-    let mut prepared = 0usize;
-    for item in adapters::read(Some(Format::CloudTrail), std::io::Cursor::new(lines), "b") {
-        prepared += usize::from(p.prepare_adapted(item).is_ok());
-    }
-    let total = start.elapsed();
-    println!(
-        "{target} CloudTrail records: JSON parse alone {:.0} records/s ({parsed}); adapter alone {:.0} records/s ({read_only} events); adapter + Preparer {:.0} records/s ({prepared} events)",
-        target as f64 / parse.as_secs_f64(),
-        target as f64 / adapt.as_secs_f64(),
-        target as f64 / total.as_secs_f64()
-    );
-}
 
 #[test]
 fn rejected_records_are_redacted_before_they_are_cut() {
