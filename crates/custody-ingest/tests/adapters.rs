@@ -541,7 +541,6 @@ fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
     })
 }
 
-
 #[test]
 fn rejected_records_are_redacted_before_they_are_cut() {
     let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
