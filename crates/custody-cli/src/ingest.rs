@@ -149,6 +149,7 @@ impl IngestSummary {
 pub struct Ingester {
     preparer: Preparer,
     format: Option<Format>,
+    options: adapters::Options,
 }
 
 enum Prepared {
@@ -388,22 +389,24 @@ const ADAPTED_CHUNK: usize = 256;
 /// Third-party formats (DESIGN §6), detected per record unless `format` is forced. This
 /// thread reads and splits the input ([`adapters::Records::next_raw`]); parsing each
 /// record, its adapter and the preparation run on every core ([`in_parallel`]).
+#[allow(clippy::too_many_arguments)]
 fn produce_adapted(
     preparer: &Preparer,
     file: &str,
     input: Box<dyn BufRead + Send>,
     format: Option<Format>,
+    options: &adapters::Options,
     path: Option<&str>,
     len: Option<u64>,
     tx: &crossbeam_channel::Sender<Prepared>,
 ) {
     let opened = path.and_then(|p| {
-        adapters::read_file(format, std::path::Path::new(p), file, Default::default()).ok()
+        adapters::read_file(format, std::path::Path::new(p), file, options.clone()).ok()
     });
     let mut records = match opened {
         Some(records) => records,
         None => {
-            let records = adapters::read(format, input, file);
+            let records = adapters::read_with(format, input, file, options.clone());
             match len {
                 Some(len) => records.with_size_hint(len),
                 None => records,
@@ -436,7 +439,14 @@ impl Ingester {
         Ingester {
             preparer: Preparer::new(redactor),
             format: None,
+            options: adapters::Options::default(),
         }
+    }
+
+    /// Settings the input does not carry (an IAM snapshot for CloudTrail scopes, ...).
+    pub fn with_options(mut self, options: adapters::Options) -> Ingester {
+        self.options = options;
+        self
     }
 
     /// Reads every input as `format` instead of detecting it (`None`: detect per record).
@@ -536,6 +546,7 @@ impl Ingester {
         let native = self.is_native_ndjson(&mut input);
         let path = path.map(str::to_owned);
         let format = self.format;
+        let options = self.options.clone();
         // Freeing a written batch (ten thousand events' strings) is work the writer, the
         // bottleneck, need not do: another thread drops it.
         let (spent_tx, spent_rx) = crossbeam_channel::bounded::<Vec<NewEvent>>(1);
@@ -544,7 +555,16 @@ impl Ingester {
                 if native {
                     produce_native(&preparer, &file, input, &tx);
                 } else {
-                    produce_adapted(&preparer, &file, input, format, path.as_deref(), len, &tx);
+                    produce_adapted(
+                        &preparer,
+                        &file,
+                        input,
+                        format,
+                        &options,
+                        path.as_deref(),
+                        len,
+                        &tx,
+                    );
                 }
             });
             scope.spawn(move || spent_rx.into_iter().for_each(drop));

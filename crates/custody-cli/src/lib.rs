@@ -104,6 +104,11 @@ enum Command {
         /// cloudtrail, gcp-audit, k8s-audit, vault-audit, otel, github, or auto.
         #[arg(long, default_value = "auto", value_parser = parse_input_format)]
         input_format: InputFormat,
+        /// An IAM policy snapshot (`aws iam get-account-authorization-details` output):
+        /// CloudTrail delegations get the scope of the role or user they hand out, so
+        /// CloudTrail chains are checked for overreach.
+        #[arg(long, value_name = "FILE")]
+        iam_snapshot: Option<PathBuf>,
     },
     /// Show the chain of an event (`source#id` or a unique id) or of a credential.
     Trace {
@@ -406,7 +411,14 @@ fn dispatch(cli: Cli) -> Result<u8> {
             files,
             no_progress,
             input_format,
-        } => cmd_ingest(&ctx, &files, !no_progress, input_format.0),
+            iam_snapshot,
+        } => cmd_ingest(
+            &ctx,
+            &files,
+            !no_progress,
+            input_format.0,
+            iam_snapshot.as_deref(),
+        ),
         Command::Trace { event, credential } => {
             cmd_trace(&ctx, event.as_deref(), credential.as_deref())
         }
@@ -484,10 +496,37 @@ fn cmd_ingest(
     files: &[String],
     progress: bool,
     format: Option<custody_ingest::adapters::Format>,
+    iam_snapshot: Option<&Path>,
 ) -> Result<u8> {
+    // The snapshot first: a bad one stops here, before any store or key is created.
+    let mut options = custody_ingest::adapters::Options::default();
+    if let Some(path) = iam_snapshot {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read IAM snapshot `{}`", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            anyhow!(
+                "{}:{}:{}: the IAM snapshot is not JSON: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?;
+        let scopes = custody_ingest::adapters::iam::IamScopes::parse(&value)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        if progress {
+            eprintln!(
+                "IAM snapshot {}: scopes of {} roles and users",
+                path.display(),
+                scopes.len()
+            );
+        }
+        options.iam = Some(std::sync::Arc::new(scopes));
+    }
     let mut ledger = ctx.open_ledger(true)?;
     let redactor = keys::load_or_create_redactor(&ctx.keys.fingerprint, true)?;
-    let ingester = Ingester::new(redactor).with_format(format);
+    let ingester = Ingester::new(redactor)
+        .with_format(format)
+        .with_options(options);
     let summary = ingester.ingest_files(&mut ledger, files, progress)?;
     match ctx.format {
         Format::Json | Format::Sarif => print_json(&summary.to_json())?,

@@ -23,7 +23,7 @@ const DELEGATING: [&str; 6] = [
 ];
 
 /// Converts one CloudTrail record.
-pub(crate) fn convert(r: &Value) -> Result<Conv, String> {
+pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, String> {
     let id = text(r, &["eventID"]).ok_or("missing `eventID`")?;
     let event_name = text(r, &["eventName"]).ok_or("missing `eventName`")?;
     let time = util::time_at(r, &[&["eventTime"]]).ok_or("missing or unreadable `eventTime`")?;
@@ -155,6 +155,12 @@ pub(crate) fn convert(r: &Value) -> Result<Conv, String> {
                 ("credential", Value::Object(credential)),
                 ("attributes", Value::Object(attrs)),
             ]);
+            // The scope of the role or user handed out, from an IAM snapshot when given.
+            if let (Some(obj), Some(iam)) = (d.as_object_mut(), &options.iam) {
+                if let Some(scope) = iam.scope_for(to_arn, text(uid, &["arn"])) {
+                    obj.insert("scope".into(), scope);
+                }
+            }
             // (A key never derives from itself: the AWS documentation's examples reuse one.)
             let parent = access_key.filter(|k| *k != new_key);
             if let (Some(obj), Some(parent)) = (d.as_object_mut(), parent) {

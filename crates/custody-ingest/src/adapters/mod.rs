@@ -17,6 +17,7 @@
 pub mod cloudtrail;
 pub mod gcp;
 pub mod github;
+pub mod iam;
 pub mod kubernetes;
 pub mod otel;
 mod split;
@@ -113,7 +114,7 @@ impl Format {
     fn convert(self, record: &Value, options: &Options) -> Result<Conv, String> {
         match self {
             Format::Custody => Ok(Conv::Events(vec![record.clone()])),
-            Format::CloudTrail => cloudtrail::convert(record),
+            Format::CloudTrail => cloudtrail::convert(record, options),
             Format::GcpAudit => gcp::convert(record),
             Format::KubernetesAudit => kubernetes::convert(record, options),
             Format::VaultAudit => vault::convert(record, options),
@@ -137,6 +138,9 @@ pub struct Options {
     /// The Kubernetes cluster name, for the source `k8s:audit:<cluster>` (default
     /// `k8s:audit`: audit events do not name their cluster).
     pub k8s_cluster: Option<String>,
+    /// An IAM policy snapshot: CloudTrail delegations get the scope of the role or user
+    /// they hand out ([`iam::IamScopes::scope_for`]).
+    pub iam: Option<std::sync::Arc<iam::IamScopes>>,
 }
 
 /// Which format one record is in, from its own fields; `None` when no adapter knows it.
