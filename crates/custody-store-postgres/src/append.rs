@@ -22,8 +22,8 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::Transaction;
 
-use crate::links::{expand, group, keys_of, link_key, Tag};
 use crate::{db, excerpt, to_i64};
+use custody_store::links::{expand, group, keys_of, link_key, Tag};
 
 /// Batches with at least this many accepted events compute their link rows on a second
 /// thread.

@@ -27,7 +27,6 @@
 //! the Merkle tree and the signed checkpoints (`custody verify`).
 
 mod append;
-mod links;
 
 use std::cell::{RefCell, RefMut};
 use std::collections::HashMap;
@@ -36,7 +35,7 @@ use std::time::Duration;
 use custody_merkle::{CompactRange, Hash};
 use custody_model::{Event, EventKey};
 use custody_store::{
-    BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
+    links, BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent,
 };
 use postgres::error::SqlState;

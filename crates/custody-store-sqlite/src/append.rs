@@ -21,8 +21,8 @@ use custody_merkle::CompactRange;
 use custody_store::{BatchOutcome, LineOrigin, NewEvent, Rejected, StoreError, StoreResult};
 use rusqlite::{Connection, Statement};
 
-use crate::links::{expand, group, keys_of, link_key, Tag};
 use crate::{db, excerpt, to_i64};
+use custody_store::links::{expand, group, keys_of, link_key, Tag};
 
 /// Events per multi-row `INSERT`.
 const ROWS: usize = 32;

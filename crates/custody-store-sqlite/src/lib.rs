@@ -20,7 +20,6 @@
 //! their transaction, so two stores (or two processes) appending to one file stay correct.
 
 mod append;
-mod links;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,7 +27,7 @@ use std::time::Duration;
 use custody_merkle::{CompactRange, Hash};
 use custody_model::{Event, EventKey};
 use custody_store::{
-    BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
+    links, BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};

@@ -11,6 +11,7 @@ use custody_merkle::Hash;
 use custody_model::{Event, EventKey};
 
 pub mod ledger;
+pub mod links;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -1,7 +1,8 @@
 //! The link index: one integer key per (lookup kind, text) an event can be found by.
 //!
-//! Every [`Lookup`], `get` and the duplicate check go through one `WITHOUT ROWID` table
-//! `links (key, first, more)`, where `key` is a 64-bit hash of a kind tag and the looked-up
+//! Shared by every backend (no SQL here: the keys, the row grouping and the matching): every
+//! [`Lookup`], `get` and the duplicate check go through one table `links (key, first, more)`
+//! (in SQLite a `WITHOUT ROWID` table), where `key` is a 64-bit hash of a kind tag and the looked-up
 //! text (see [`link_key`]), `first` the first event linked in a batch and `more` the rest. A
 //! hash can collide, so a lookup never trusts the key alone: it reads the candidate events
 //! and keeps those whose typed fields match ([`matches`]), and the duplicate check compares
@@ -10,17 +11,17 @@
 //! filled in key order once per batch, replaces five partial indexes, the unique `(id,
 //! source)` index and the `refs` and `principals` tables.
 //!
-//! The hash is part of the file format (schema version 3): changing [`link_key`] makes
-//! every existing store unreadable by lookups. It is not keyed, so someone who can choose
+//! The hash is part of the stored format (SQLite schema version 3, PostgreSQL migration 1):
+//! changing [`link_key`] makes every existing store unreadable by lookups. It is not keyed, so someone who can choose
 //! event ids can make keys collide; that costs them only extra reads, never a wrong answer.
 
+use crate::Lookup;
 use custody_model::{Event, EventBody, EventType};
-use custody_store::Lookup;
 
 /// What a link key indexes; the tag is hashed in front of the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub(crate) enum Tag {
+pub enum Tag {
     /// `id`: `Lookup::Id`, `get` and the duplicate check (which compare `source` too).
     Id = b'i',
     /// The credential an event issues, uses or revokes.
@@ -79,7 +80,7 @@ impl KeyHasher {
     }
 
     fn finish(self) -> i64 {
-        // SQLite integers are signed; the bits are what matter.
+        // SQLite integers and PostgreSQL BIGINTs are signed; the bits are what matter.
         fold_mul(self.0, K2) as i64
     }
 }
@@ -92,7 +93,7 @@ const LOCAL_TAIL: usize = 2;
 /// `req-1042`, ...) or share a prefix then get neighbouring keys, so a batch of them dirties a
 /// few B-tree pages rather than one page per key; at a million events that halves the pages
 /// each batch writes to the WAL. Random ids stay random either way.
-pub(crate) fn link_key(tag: Tag, text: &str) -> i64 {
+pub fn link_key(tag: Tag, text: &str) -> i64 {
     let bytes = text.as_bytes();
     let head = bytes
         .get(..bytes.len().saturating_sub(LOCAL_TAIL))
@@ -107,7 +108,7 @@ pub(crate) fn link_key(tag: Tag, text: &str) -> i64 {
 }
 
 /// The principals an event names, each once per event.
-pub(crate) fn principals_of(event: &Event) -> impl Iterator<Item = &str> {
+pub fn principals_of(event: &Event) -> impl Iterator<Item = &str> {
     let (a, b) = match &event.body {
         EventBody::Request(r) => (Some(&r.initiator), None),
         EventBody::Delegation(d) => (Some(&d.from), (d.to.id != d.from.id).then_some(&d.to)),
@@ -128,7 +129,7 @@ fn secret_of(event: &Event) -> Option<&str> {
 }
 
 /// Calls `f` with every link key of `event` (the same key may come more than once).
-pub(crate) fn keys_of(event: &Event, mut f: impl FnMut(i64)) {
+pub fn keys_of(event: &Event, mut f: impl FnMut(i64)) {
     f(link_key(Tag::Id, &event.key.id));
     if let Some(c) = event.credential_id() {
         f(link_key(Tag::Credential, c));
@@ -154,7 +155,7 @@ pub(crate) fn keys_of(event: &Event, mut f: impl FnMut(i64)) {
 }
 
 /// The link key a lookup searches.
-pub(crate) fn key_of_lookup(by: Lookup<'_>) -> i64 {
+pub fn key_of_lookup(by: Lookup<'_>) -> i64 {
     match by {
         Lookup::Id(id) => link_key(Tag::Id, id),
         Lookup::Issued(c) | Lookup::Used(c) | Lookup::Revoked(c) => link_key(Tag::Credential, c),
@@ -170,7 +171,7 @@ pub(crate) fn key_of_lookup(by: Lookup<'_>) -> i64 {
 /// The rows of `links` for sorted `(key, idx)` pairs: one row per key, holding the first
 /// index and the gaps to the others (LEB128), so that a key many events of one batch share
 /// (a chain, an agent, a resource) costs one B-tree cell, not one per event.
-pub(crate) fn group(pairs: &[(i64, i64)], mut row: impl FnMut(i64, i64, &[u8])) {
+pub fn group(pairs: &[(i64, i64)], mut row: impl FnMut(i64, i64, &[u8])) {
     let mut more = Vec::new();
     let mut rest = pairs;
     while let Some(&(key, first)) = rest.first() {
@@ -196,7 +197,7 @@ pub(crate) fn group(pairs: &[(i64, i64)], mut row: impl FnMut(i64, i64, &[u8])) 
 }
 
 /// The indexes of one `links` row, appended to `out`; `None` when `more` is damaged.
-pub(crate) fn expand(first: i64, more: &[u8], out: &mut Vec<i64>) -> Option<()> {
+pub fn expand(first: i64, more: &[u8], out: &mut Vec<i64>) -> Option<()> {
     out.push(first);
     let mut last = first;
     let mut gap: u64 = 0;
@@ -219,7 +220,7 @@ pub(crate) fn expand(first: i64, more: &[u8], out: &mut Vec<i64>) -> Option<()> 
 
 /// Whether `event` is one that `by` finds: the check behind every candidate a link key
 /// yields (keys can collide; this cannot).
-pub(crate) fn matches(event: &Event, by: Lookup<'_>) -> bool {
+pub fn matches(event: &Event, by: Lookup<'_>) -> bool {
     let t = event.event_type();
     match by {
         Lookup::Id(id) => event.key.id == id,
