@@ -54,9 +54,6 @@ pub const APPEND_LOCK: i64 = 0x4353_5459_0000_0001;
 /// The advisory lock held while migrations are checked and applied ("CSTY", 2).
 pub const MIGRATION_LOCK: i64 = 0x4353_5459_0000_0002;
 
-/// How many bytes of a conflicting event go into its quarantine excerpt.
-const EXCERPT_BYTES: usize = 200;
-
 /// How long connecting may take when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -518,16 +515,6 @@ fn stored_event(row: &Row) -> StoreResult<StoredEvent> {
     })
 }
 
-/// The start of `bytes` as text, at most [`EXCERPT_BYTES`], cut on a character boundary.
-pub(crate) fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut end = text.len().min(EXCERPT_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.get(..end).unwrap_or_default().to_owned()
-}
-
 /// Writes `rejected`, then `conflicts`, to the quarantine after its last row: one statement.
 fn insert_rejected(
     tx: &mut postgres::Transaction<'_>,
@@ -815,14 +802,6 @@ mod tests {
         let text = describe_url(&config);
         assert_eq!(text, "postgres://alice@db.example:6543/custody");
         assert!(!text.contains("s3cret"));
-    }
-
-    #[test]
-    fn excerpts_cut_on_character_boundaries() {
-        let text = "é".repeat(150);
-        let e = excerpt(text.as_bytes());
-        assert!(e.len() <= EXCERPT_BYTES);
-        assert!(text.starts_with(&e));
     }
 
     #[test]

@@ -38,9 +38,6 @@ pub const SCHEMA_VERSION: i64 = 3;
 /// `PRAGMA application_id` of a Custody store: "CSTY".
 pub const APPLICATION_ID: i64 = 0x4353_5459;
 
-/// How many bytes of a conflicting event go into its quarantine excerpt.
-const EXCERPT_BYTES: usize = 200;
-
 /// How long a writer waits for another writer's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,7 +53,7 @@ CREATE TABLE events (
 
 -- Every way an event can be found (its key, id, credential, parent credential, chain,
 -- resource, secret, referenced ids, principals), as 64-bit hashes of a tag and the text:
--- see links.rs. WITHOUT ROWID: the table is its own index.
+-- see custody_store::links. WITHOUT ROWID: the table is its own index.
 -- One row per key and batch: `first` is the first index linked, `more` the gaps to the
 -- others (LEB128).
 CREATE TABLE links (
@@ -451,16 +448,6 @@ fn stored_event(row: &Row<'_>) -> StoreResult<StoredEvent> {
     })
 }
 
-/// The start of `bytes` as text, at most [`EXCERPT_BYTES`], cut on a character boundary.
-fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut end = text.len().min(EXCERPT_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.get(..end).unwrap_or_default().to_owned()
-}
-
 fn insert_rejected(tx: &Connection, r: &Rejected) -> StoreResult<()> {
     tx.prepare_cached(
         "INSERT INTO quarantine (file, line, reason, excerpt) VALUES (?1, ?2, ?3, ?4)",
@@ -760,14 +747,5 @@ mod tests {
                 "{sql}: {plan}"
             );
         }
-    }
-
-    #[test]
-    fn excerpts_cut_on_character_boundaries() {
-        let text = "é".repeat(150);
-        let e = excerpt(text.as_bytes());
-        assert!(e.len() <= EXCERPT_BYTES);
-        assert!(text.starts_with(&e));
-        assert_eq!(excerpt(b"{}"), "{}");
     }
 }

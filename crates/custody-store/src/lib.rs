@@ -10,6 +10,7 @@
 use custody_merkle::Hash;
 use custody_model::{Event, EventKey};
 
+pub mod batch;
 pub mod ledger;
 pub mod links;
 #[cfg(feature = "testing")]

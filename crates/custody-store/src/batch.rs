@@ -1,0 +1,182 @@
+//! The backend-neutral part of appending a batch (no SQL here): which events of the batch
+//! are new, duplicates or conflicts, the log index each new one gets, and its link rows.
+//! Every backend runs the same steps inside its own transaction:
+//!
+//! 1. [`id_keys`]: the batch's id link keys (to look up in storage in one query) and, for
+//!    each event, an earlier event of the batch with the same `source#id`;
+//! 2. the backend reads the stored events under those keys into a [`Stored`] map;
+//! 3. [`sort_out`]: the verdicts, with the conflicts and counts written into the outcome and
+//!    the Merkle range extended for the accepted ones;
+//! 4. the backend writes the accepted events and [`link_rows`] of them.
+
+use std::collections::HashMap;
+
+use custody_merkle::CompactRange;
+
+use crate::links::{group, keys_of, link_key, Tag};
+use crate::{BatchOutcome, LineOrigin, NewEvent, Rejected, StoreError, StoreResult};
+
+/// Stored events by `(source, id)`, with their index and canonical bytes.
+pub type Stored = HashMap<(String, String), (i64, Vec<u8>)>;
+
+/// How much of a conflicting event the quarantine keeps.
+pub const EXCERPT_BYTES: usize = 200;
+
+/// The start of `bytes` as text, at most [`EXCERPT_BYTES`], cut on a character boundary.
+pub fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut end = text.len().min(EXCERPT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default().to_owned()
+}
+
+/// The batch's id link keys, sorted and each once (what to look up in storage), and for each
+/// event the position of the first earlier one of the batch with the same `source` and `id`.
+pub fn id_keys(events: &[NewEvent]) -> (Vec<i64>, Vec<Option<usize>>) {
+    // Every (id hash, position), sorted by hash, then by key (compared only when hashes are
+    // equal), then by position: equal keys end up side by side, the first occurrence first.
+    let mut by_hash: Vec<(i64, usize)> = events
+        .iter()
+        .enumerate()
+        .map(|(pos, e)| (link_key(Tag::Id, &e.event.key.id), pos))
+        .collect();
+    let key = |pos: usize| events.get(pos).map(|e| &e.event.key);
+    by_hash.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| key(a.1).cmp(&key(b.1)))
+            .then(a.1.cmp(&b.1))
+    });
+    let mut earlier = vec![None; events.len()];
+    let mut first: Option<(i64, usize)> = None;
+    for &(hash, pos) in &by_hash {
+        match first {
+            Some((h, p)) if h == hash && key(p) == key(pos) => {
+                if let Some(slot) = earlier.get_mut(pos) {
+                    *slot = Some(p);
+                }
+            }
+            _ => first = Some((hash, pos)),
+        }
+    }
+    let mut keys: Vec<i64> = by_hash.iter().map(|(k, _)| *k).collect();
+    keys.dedup();
+    (keys, earlier)
+}
+
+/// What to do with one event of the batch.
+enum Verdict {
+    Accept,
+    Duplicate,
+    Conflict(i64),
+}
+
+fn to_i64(n: u64) -> StoreResult<i64> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("log index {n} is out of range")))
+}
+
+/// Decides each event of the batch against `stored` and the earlier events of the batch
+/// (`earlier` from [`id_keys`]): same `source#id` and bytes is a duplicate, other bytes a
+/// conflict (quarantined), otherwise it is accepted at the next log index, extending `range`.
+/// Counts and conflicts go into `outcome`; the accepted events come back with their indexes.
+pub fn sort_out<'e>(
+    events: &'e [NewEvent],
+    earlier: &[Option<usize>],
+    stored: &Stored,
+    range: &mut CompactRange,
+    outcome: &mut BatchOutcome,
+) -> StoreResult<Vec<(i64, &'e NewEvent)>> {
+    // The log index given to each event of the batch that was accepted.
+    let mut given: Vec<Option<i64>> = vec![None; events.len()];
+    let mut accepted: Vec<(i64, &NewEvent)> = Vec::with_capacity(events.len());
+    for (pos, e) in events.iter().enumerate() {
+        let (source, id) = (e.event.key.source.as_str(), e.event.key.id.as_str());
+        let same_key = if stored.is_empty() {
+            None
+        } else {
+            stored.get(&(source.to_owned(), id.to_owned()))
+        };
+        let verdict = if let Some((at, body)) = same_key {
+            if *body == e.canonical {
+                Verdict::Duplicate
+            } else {
+                Verdict::Conflict(*at)
+            }
+        } else if let Some((p, at)) = earlier
+            .get(pos)
+            .copied()
+            .flatten()
+            .and_then(|p| Some((p, given.get(p).copied().flatten()?)))
+        {
+            if events
+                .get(p)
+                .is_some_and(|first| first.canonical == e.canonical)
+            {
+                Verdict::Duplicate
+            } else {
+                Verdict::Conflict(at)
+            }
+        } else {
+            Verdict::Accept
+        };
+        match verdict {
+            Verdict::Duplicate => outcome.duplicates += 1,
+            Verdict::Conflict(at) => outcome.conflicts.push(Rejected {
+                origin: e.origin.clone().unwrap_or_else(|| LineOrigin {
+                    file: "(no file)".into(),
+                    line: 0,
+                }),
+                reason: format!(
+                    "conflict: {} is already stored at index {at} with different content",
+                    e.event.key
+                ),
+                excerpt: excerpt(&e.canonical),
+            }),
+            Verdict::Accept => {
+                let next = to_i64(range.size())?;
+                range
+                    .push(e.leaf_hash)
+                    .map_err(|err| StoreError::Backend(format!("cannot extend the tree: {err}")))?;
+                if let Some(g) = given.get_mut(pos) {
+                    *g = Some(next);
+                }
+                accepted.push((next, e));
+                outcome.accepted += 1;
+            }
+        }
+    }
+    Ok(accepted)
+}
+
+/// The `links` rows `(key, first, more)` of the accepted events: every link key with its
+/// index, sorted (so that inserts walk the index in order), each pair once (an event can
+/// name the same text twice under one tag), grouped into one row per key.
+pub fn link_rows(accepted: &[(i64, &NewEvent)]) -> Vec<(i64, i64, Vec<u8>)> {
+    let mut links: Vec<(i64, i64)> = Vec::with_capacity(accepted.len() * 6);
+    for (idx, e) in accepted {
+        keys_of(&e.event, |k| links.push((k, *idx)));
+    }
+    links.sort_unstable();
+    links.dedup();
+    let mut rows = Vec::new();
+    group(&links, |key, first, more| {
+        rows.push((key, first, more.to_vec()))
+    });
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn excerpts_cut_on_character_boundaries() {
+        let text = "é".repeat(150);
+        let e = excerpt(text.as_bytes());
+        assert!(e.len() <= EXCERPT_BYTES);
+        assert!(text.starts_with(&e));
+        assert_eq!(excerpt(b"{}"), "{}");
+    }
+}
