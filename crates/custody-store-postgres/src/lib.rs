@@ -33,7 +33,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use custody_merkle::{CompactRange, Hash};
-use custody_model::{Event, EventKey};
+use custody_model::EventKey;
+use custody_store::batch::{self, check_leaf_hashes, hash_from, PARALLEL_CHECK};
 use custody_store::{
     links, BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent,
@@ -469,50 +470,14 @@ fn migrate(client: &mut Client, target: &str, advisory: bool) -> StoreResult<()>
 fn range_from(row: &Row) -> StoreResult<CompactRange> {
     let size = to_u64(row.try_get(0).map_err(db)?, "log size")?;
     let bytes: &[u8] = row.try_get(1).map_err(db)?;
-    let range = CompactRange::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
-        index: size,
-        reason: format!("the stored Merkle frontier is unreadable: {e}"),
-    })?;
-    if range.size() != size {
-        return Err(StoreError::Corrupt {
-            index: size.min(range.size()),
-            reason: format!(
-                "the log state says size {size} but its Merkle frontier has {}",
-                range.size()
-            ),
-        });
-    }
-    Ok(range)
-}
-
-fn hash_from(bytes: &[u8], index: u64, what: &str) -> StoreResult<Hash> {
-    Hash::try_from(bytes).map_err(|_| StoreError::Corrupt {
-        index,
-        reason: format!("the stored {what} is {} bytes, not 32", bytes.len()),
-    })
+    batch::range_from_state(size, bytes)
 }
 
 /// A `StoredEvent` from a row `idx, body, leaf_hash`; damage is `Corrupt`, never a panic.
 fn stored_event(row: &Row) -> StoreResult<StoredEvent> {
     let index = to_u64(row.try_get(0).map_err(db)?, "index")?;
-    let canonical: Vec<u8> = row.try_get(1).map_err(db)?;
     let hash: &[u8] = row.try_get(2).map_err(db)?;
-    let leaf_hash = hash_from(hash, index, "leaf hash")?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&canonical).map_err(|e| StoreError::Corrupt {
-            index,
-            reason: format!("the stored bytes are not JSON: {e}"),
-        })?;
-    let event = Event::from_value(&value).map_err(|e| StoreError::Corrupt {
-        index,
-        reason: format!("the stored JSON is not an event: {e}"),
-    })?;
-    Ok(StoredEvent {
-        index,
-        event,
-        canonical,
-        leaf_hash,
-    })
+    batch::stored_event(index, row.try_get(1).map_err(db)?, hash)
 }
 
 /// Writes `rejected`, then `conflicts`, to the quarantine after its last row: one statement.
@@ -545,23 +510,6 @@ fn insert_rejected(
     )
     .map_err(db)?;
     Ok(())
-}
-
-/// Batches at least this large have their leaf hashes checked on a second thread.
-const PARALLEL_CHECK: usize = 256;
-
-/// `Err` naming the first event whose leaf hash is not the hash of its canonical bytes.
-fn check_leaf_hashes(events: &[NewEvent]) -> StoreResult<()> {
-    match events
-        .iter()
-        .find(|e| custody_merkle::leaf_hash(&e.canonical) != e.leaf_hash)
-    {
-        Some(e) => Err(StoreError::Backend(format!(
-            "refusing {}: its leaf hash is not the hash of its canonical bytes",
-            e.event.key
-        ))),
-        None => Ok(()),
-    }
 }
 
 fn checkpoint_from(row: &Row) -> StoreResult<StoredCheckpoint> {

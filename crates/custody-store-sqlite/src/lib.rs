@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use custody_merkle::{CompactRange, Hash};
-use custody_model::{Event, EventKey};
+use custody_model::EventKey;
+use custody_store::batch::{self, check_leaf_hashes, hash_from, PARALLEL_CHECK};
 use custody_store::{
     links, BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent,
@@ -335,23 +336,6 @@ impl SqliteStore {
     }
 }
 
-/// Batches at least this large have their leaf hashes checked on a second thread.
-const PARALLEL_CHECK: usize = 256;
-
-/// `Err` naming the first event whose leaf hash is not the hash of its canonical bytes.
-fn check_leaf_hashes(events: &[NewEvent]) -> StoreResult<()> {
-    match events
-        .iter()
-        .find(|e| custody_merkle::leaf_hash(&e.canonical) != e.leaf_hash)
-    {
-        Some(e) => Err(StoreError::Backend(format!(
-            "refusing {}: its leaf hash is not the hash of its canonical bytes",
-            e.event.key
-        ))),
-        None => Ok(()),
-    }
-}
-
 impl SqliteStore {
     /// Writes a batch in one transaction, committing only when `before_commit` succeeds.
     fn write_batch(
@@ -401,51 +385,14 @@ fn read_range(conn: &Connection) -> StoreResult<CompactRange> {
             index: 0,
             reason: "the log state row is missing".into(),
         })?;
-    let size = to_u64(size, "log size")?;
-    let range = CompactRange::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
-        index: size,
-        reason: format!("the stored Merkle frontier is unreadable: {e}"),
-    })?;
-    if range.size() != size {
-        return Err(StoreError::Corrupt {
-            index: size.min(range.size()),
-            reason: format!(
-                "the log state says size {size} but its Merkle frontier has {}",
-                range.size()
-            ),
-        });
-    }
-    Ok(range)
-}
-
-fn hash_from(bytes: &[u8], index: u64, what: &str) -> StoreResult<Hash> {
-    Hash::try_from(bytes).map_err(|_| StoreError::Corrupt {
-        index,
-        reason: format!("the stored {what} is {} bytes, not 32", bytes.len()),
-    })
+    batch::range_from_state(to_u64(size, "log size")?, &bytes)
 }
 
 /// A `StoredEvent` from a row `idx, body, leaf_hash`; damage is `Corrupt`, never a panic.
 fn stored_event(row: &Row<'_>) -> StoreResult<StoredEvent> {
     let index = to_u64(row.get::<_, i64>(0).map_err(db)?, "index")?;
-    let canonical: Vec<u8> = row.get(1).map_err(db)?;
     let hash: Vec<u8> = row.get(2).map_err(db)?;
-    let leaf_hash = hash_from(&hash, index, "leaf hash")?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&canonical).map_err(|e| StoreError::Corrupt {
-            index,
-            reason: format!("the stored bytes are not JSON: {e}"),
-        })?;
-    let event = Event::from_value(&value).map_err(|e| StoreError::Corrupt {
-        index,
-        reason: format!("the stored JSON is not an event: {e}"),
-    })?;
-    Ok(StoredEvent {
-        index,
-        event,
-        canonical,
-        leaf_hash,
-    })
+    batch::stored_event(index, row.get(1).map_err(db)?, &hash)
 }
 
 fn insert_rejected(tx: &Connection, r: &Rejected) -> StoreResult<()> {

@@ -11,10 +11,11 @@
 
 use std::collections::HashMap;
 
-use custody_merkle::CompactRange;
+use custody_merkle::{CompactRange, Hash};
+use custody_model::Event;
 
 use crate::links::{group, keys_of, link_key, Tag};
-use crate::{BatchOutcome, LineOrigin, NewEvent, Rejected, StoreError, StoreResult};
+use crate::{BatchOutcome, LineOrigin, NewEvent, Rejected, StoreError, StoreResult, StoredEvent};
 
 /// Stored events by `(source, id)`, with their index and canonical bytes.
 pub type Stored = HashMap<(String, String), (i64, Vec<u8>)>;
@@ -164,6 +165,72 @@ pub fn link_rows(accepted: &[(i64, &NewEvent)]) -> Vec<(i64, i64, Vec<u8>)> {
         rows.push((key, first, more.to_vec()))
     });
     rows
+}
+
+/// Batches at least this large have their leaf hashes checked on a second thread.
+pub const PARALLEL_CHECK: usize = 256;
+
+/// `Err` naming the first event whose leaf hash is not the hash of its canonical bytes: a
+/// wrong leaf in an append-only log could never be repaired, so the whole batch is refused.
+pub fn check_leaf_hashes(events: &[NewEvent]) -> StoreResult<()> {
+    match events
+        .iter()
+        .find(|e| custody_merkle::leaf_hash(&e.canonical) != e.leaf_hash)
+    {
+        Some(e) => Err(StoreError::Backend(format!(
+            "refusing {}: its leaf hash is not the hash of its canonical bytes",
+            e.event.key
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The stored log head (`size` and the Merkle frontier's bytes) as a compact range, checked
+/// against each other; damage is `Corrupt`.
+pub fn range_from_state(size: u64, frontier: &[u8]) -> StoreResult<CompactRange> {
+    let range = CompactRange::from_bytes(frontier).map_err(|e| StoreError::Corrupt {
+        index: size,
+        reason: format!("the stored Merkle frontier is unreadable: {e}"),
+    })?;
+    if range.size() != size {
+        return Err(StoreError::Corrupt {
+            index: size.min(range.size()),
+            reason: format!(
+                "the log state says size {size} but its Merkle frontier has {}",
+                range.size()
+            ),
+        });
+    }
+    Ok(range)
+}
+
+/// A stored 32-byte hash; another length is `Corrupt` at `index`.
+pub fn hash_from(bytes: &[u8], index: u64, what: &str) -> StoreResult<Hash> {
+    Hash::try_from(bytes).map_err(|_| StoreError::Corrupt {
+        index,
+        reason: format!("the stored {what} is {} bytes, not 32", bytes.len()),
+    })
+}
+
+/// A `StoredEvent` from its stored index, bytes and leaf hash; damage is `Corrupt`, never a
+/// panic.
+pub fn stored_event(index: u64, canonical: Vec<u8>, leaf_hash: &[u8]) -> StoreResult<StoredEvent> {
+    let leaf_hash = hash_from(leaf_hash, index, "leaf hash")?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&canonical).map_err(|e| StoreError::Corrupt {
+            index,
+            reason: format!("the stored bytes are not JSON: {e}"),
+        })?;
+    let event = Event::from_value(&value).map_err(|e| StoreError::Corrupt {
+        index,
+        reason: format!("the stored JSON is not an event: {e}"),
+    })?;
+    Ok(StoredEvent {
+        index,
+        event,
+        canonical,
+        leaf_hash,
+    })
 }
 
 #[cfg(test)]
