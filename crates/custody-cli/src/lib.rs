@@ -632,34 +632,14 @@ fn cmd_proof(
     to: Option<u64>,
 ) -> Result<u8> {
     let ledger = ctx.open_ledger(false)?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let lines = |hashes: &[custody_merkle::Hash]| -> Vec<String> {
-        hashes.iter().map(|h| b64.encode(h)).collect()
-    };
     if let Some(index) = index {
         let p = ledger.inclusion_proof(index, size)?;
         match ctx.format {
             Format::Json | Format::Sarif => {
-                // The leaf's exact bytes (RFC 8785 JSON), so a verifier can hash them itself.
-                let leaf = ledger
-                    .store()
-                    .event_at(index)?
-                    .map(|e| String::from_utf8_lossy(&e.canonical).into_owned());
-                print_json(&json!({
-                    "index": p.index,
-                    "size": p.size,
-                    "root": b64.encode(p.root),
-                    "leaf_hash": b64.encode(p.leaf_hash),
-                    "leaf_hash_hex": hex::encode(p.leaf_hash),
-                    "leaf": leaf,
-                    "proof": lines(&p.proof),
-                }))?
+                let leaf = ledger.store().event_at(index)?.map(|e| e.canonical);
+                print_json(&p.to_json(leaf.as_deref()))?
             }
-            Format::Text => {
-                for line in lines(&p.proof) {
-                    println!("{line}");
-                }
-            }
+            Format::Text => p.lines().iter().for_each(|l| println!("{l}")),
         }
         return Ok(0);
     }
@@ -671,18 +651,8 @@ fn cmd_proof(
     }
     let p = ledger.consistency_proof(from, to)?;
     match ctx.format {
-        Format::Json | Format::Sarif => print_json(&json!({
-            "from": p.from,
-            "to": p.to,
-            "from_root": b64.encode(p.from_root),
-            "to_root": b64.encode(p.to_root),
-            "proof": lines(&p.proof),
-        }))?,
-        Format::Text => {
-            for line in lines(&p.proof) {
-                println!("{line}");
-            }
-        }
+        Format::Json | Format::Sarif => print_json(&p.to_json())?,
+        Format::Text => p.lines().iter().for_each(|l| println!("{l}")),
     }
     Ok(0)
 }

@@ -449,6 +449,34 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// Runs `f` on a pooled read handle, off the async workers.
+async fn read<T: Send + 'static>(
+    state: &Arc<State>,
+    f: impl FnOnce(&State, &dyn Store) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let s = state.clone();
+    blocking(move || s.with_reader(|store| f(&s, store))).await
+}
+
+/// A query string; a malformed one is a JSON 400, like every other error.
+struct ApiQuery<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
 /// Runs short store work: right here when the store allows it ([`Options::inline_reads`]),
 /// else in place on a multi-threaded runtime (`block_in_place`), else on the blocking pool.
 async fn run_sync<T: Send + 'static>(
@@ -672,8 +700,7 @@ async fn openapi() -> Response {
 }
 
 async fn healthz(state: Shared) -> ApiResult<Json<Value>> {
-    let s = state.0.clone();
-    let size = blocking(move || s.with_reader(|st| Ok(st.size()?))).await?;
+    let size = read(&state.0, |_, store| Ok(store.size()?)).await?;
     Ok(Json(json!({"status": "ok", "size": size})))
 }
 
@@ -777,10 +804,10 @@ struct IngestQuery {
 async fn post_events(
     state: Shared,
     headers: HeaderMap,
-    query: Result<Query<IngestQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<IngestQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let query = q;
     if let Some(m) = mime(&headers) {
         const OK: [&str; 8] = [
             "application/x-ndjson",
@@ -1003,13 +1030,10 @@ async fn authorize(
 
 /// `GET /v1/chains/{event}`: the chain as `custody trace --format json`.
 async fn chain(state: Shared, Path(event): Path<String>) -> ApiResult<Json<Value>> {
-    let s = state.0.clone();
-    blocking(move || {
-        s.with_reader(|store| {
-            Ok(Json(
-                Trace::of_event(store, &event, &s.options.link)?.to_json(),
-            ))
-        })
+    read(&state.0, move |s, store| {
+        Ok(Json(
+            Trace::of_event(store, &event, &s.options.link)?.to_json(),
+        ))
     })
     .await
 }
@@ -1022,11 +1046,7 @@ struct FindingsQuery {
 }
 
 /// `GET /v1/findings[?rule=&framework=&since=]`: as `custody findings --format json`.
-async fn findings(
-    state: Shared,
-    query: Result<Query<FindingsQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+async fn findings(state: Shared, ApiQuery(q): ApiQuery<FindingsQuery>) -> ApiResult<Json<Value>> {
     let catalogue = custody_rules::catalogue();
     if let Some(rule) = &q.rule {
         if catalogue.rule(rule).is_none() {
@@ -1050,23 +1070,20 @@ async fn findings(
         }
         None => None,
     };
-    let s = state.0.clone();
-    blocking(move || {
-        s.with_reader(|store| {
-            let findings = s.findings_now(store)?;
-            let list: Vec<Value> = findings
-                .iter()
-                .filter(|f| q.rule.as_deref().is_none_or(|r| f.rule == r))
-                .filter(|f| {
-                    control
-                        .as_deref()
-                        .is_none_or(|c| f.frameworks.iter().any(|x| x == c))
-                })
-                .filter(|f| since.is_none_or(|t| f.time >= t))
-                .map(custody_rules::Finding::to_json)
-                .collect();
-            Ok(Json(Value::Array(list)))
-        })
+    read(&state.0, move |s, store| {
+        let findings = s.findings_now(store)?;
+        let list: Vec<Value> = findings
+            .iter()
+            .filter(|f| q.rule.as_deref().is_none_or(|r| f.rule == r))
+            .filter(|f| {
+                control
+                    .as_deref()
+                    .is_none_or(|c| f.frameworks.iter().any(|x| x == c))
+            })
+            .filter(|f| since.is_none_or(|t| f.time >= t))
+            .map(custody_rules::Finding::to_json)
+            .collect();
+        Ok(Json(Value::Array(list)))
     })
     .await
 }
@@ -1080,11 +1097,7 @@ struct BlastQuery {
 }
 
 /// `GET /v1/blast-radius?credential=|principal=|secret=`: as `custody blast-radius`.
-async fn blast_radius(
-    state: Shared,
-    query: Result<Query<BlastQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+async fn blast_radius(state: Shared, ApiQuery(q): ApiQuery<BlastQuery>) -> ApiResult<Json<Value>> {
     let start = match (q.credential, q.principal, q.secret) {
         (Some(c), None, None) => BlastStart::Credential(c),
         (None, Some(p), None) => BlastStart::Principal(p),
@@ -1137,42 +1150,24 @@ struct InclusionQuery {
 }
 
 /// `GET /v1/proofs/inclusion?index=&size=`: as `custody proof --index --format json`.
-async fn inclusion(
-    state: Shared,
-    query: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let s = state.0.clone();
-    blocking(move || {
-        s.with_reader(|store| {
-            let current = store.size()?;
-            if q.index >= q.size.unwrap_or(current) {
-                return Err(ApiError::not_found(format!(
-                    "index {} is not in a tree of size {}",
-                    q.index,
-                    q.size.unwrap_or(current)
-                )));
-            }
-            if q.size.is_some_and(|n| n > current) {
-                return Err(ApiError::bad_request(format!(
-                    "the log has {current} events, fewer than the requested size"
-                )));
-            }
-            let p = custody_store::inclusion_proof_in(store, q.index, q.size)?;
-            let b64 = base64::engine::general_purpose::STANDARD;
-            let leaf = store
-                .event_at(q.index)?
-                .map(|e| String::from_utf8_lossy(&e.canonical).into_owned());
-            Ok(Json(json!({
-                "index": p.index,
-                "size": p.size,
-                "root": b64.encode(p.root),
-                "leaf_hash": b64.encode(p.leaf_hash),
-                "leaf_hash_hex": hex::encode(p.leaf_hash),
-                "leaf": leaf,
-                "proof": p.proof.iter().map(|h| b64.encode(h)).collect::<Vec<_>>(),
-            })))
-        })
+async fn inclusion(state: Shared, ApiQuery(q): ApiQuery<InclusionQuery>) -> ApiResult<Json<Value>> {
+    read(&state.0, move |_, store| {
+        let current = store.size()?;
+        if q.index >= q.size.unwrap_or(current) {
+            return Err(ApiError::not_found(format!(
+                "index {} is not in a tree of size {}",
+                q.index,
+                q.size.unwrap_or(current)
+            )));
+        }
+        if q.size.is_some_and(|n| n > current) {
+            return Err(ApiError::bad_request(format!(
+                "the log has {current} events, fewer than the requested size"
+            )));
+        }
+        let p = custody_store::inclusion_proof_in(store, q.index, q.size)?;
+        let leaf = store.event_at(q.index)?.map(|e| e.canonical);
+        Ok(Json(p.to_json(leaf.as_deref())))
     })
     .await
 }
@@ -1186,30 +1181,19 @@ struct ConsistencyQuery {
 /// `GET /v1/proofs/consistency?from=&to=`: as `custody proof --from --format json`.
 async fn consistency(
     state: Shared,
-    query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> ApiResult<Json<Value>> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let s = state.0.clone();
-    blocking(move || {
-        s.with_reader(|store| {
-            let current = store.size()?;
-            let to = q.to.unwrap_or(current);
-            if q.from > to || to > current {
-                return Err(ApiError::bad_request(format!(
-                    "cannot prove consistency from size {} to size {to} in a log of {current}",
-                    q.from
-                )));
-            }
-            let p = custody_store::consistency_proof_in(store, q.from, q.to)?;
-            let b64 = base64::engine::general_purpose::STANDARD;
-            Ok(Json(json!({
-                "from": p.from,
-                "to": p.to,
-                "from_root": b64.encode(p.from_root),
-                "to_root": b64.encode(p.to_root),
-                "proof": p.proof.iter().map(|h| b64.encode(h)).collect::<Vec<_>>(),
-            })))
-        })
+    read(&state.0, move |_, store| {
+        let current = store.size()?;
+        let to = q.to.unwrap_or(current);
+        if q.from > to || to > current {
+            return Err(ApiError::bad_request(format!(
+                "cannot prove consistency from size {} to size {to} in a log of {current}",
+                q.from
+            )));
+        }
+        let p = custody_store::consistency_proof_in(store, q.from, q.to)?;
+        Ok(Json(p.to_json()))
     })
     .await
 }
@@ -1217,37 +1201,29 @@ async fn consistency(
 /// `GET /v1/evidence/{event}`: the evidence bundle of `custody export`.
 async fn evidence(state: Shared, Path(event): Path<String>) -> ApiResult<Json<Value>> {
     let checkpoint = state.0.writer.checkpoint().await?;
-    let s = state.0.clone();
-    blocking(move || {
-        s.with_reader(|store| {
-            let trace = Trace::of_event(store, &event, &s.options.link)?;
-            let bundle = UnverifiedBundle::export(
-                store,
-                &s.origin,
-                &trace.start,
-                trace.events.values(),
-                &checkpoint,
-            )
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bundle", e.to_string())
-            })?;
-            let value = serde_json::to_value(&bundle).map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bundle", e.to_string())
-            })?;
-            Ok(Json(value))
-        })
+    read(&state.0, move |s, store| {
+        let trace = Trace::of_event(store, &event, &s.options.link)?;
+        let bundle = UnverifiedBundle::export(
+            store,
+            &s.origin,
+            &trace.start,
+            trace.events.values(),
+            &checkpoint,
+        )
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bundle", e.to_string()))?;
+        let value = serde_json::to_value(&bundle).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "bundle", e.to_string())
+        })?;
+        Ok(Json(value))
     })
     .await
 }
 
 /// `GET /v1/chains/{event}/svg`: the chain drawn as a graph (the web UI shows it).
 async fn chain_svg(state: Shared, Path(event): Path<String>) -> ApiResult<Response> {
-    let s = state.0.clone();
-    let svg = blocking(move || {
-        s.with_reader(|store| {
-            let trace = Trace::of_event(store, &event, &s.options.link)?;
-            Ok(custody_chain::chain_svg(&trace))
-        })
+    let svg = read(&state.0, move |s, store| {
+        let trace = Trace::of_event(store, &event, &s.options.link)?;
+        Ok(custody_chain::chain_svg(&trace))
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
@@ -1256,23 +1232,20 @@ async fn chain_svg(state: Shared, Path(event): Path<String>) -> ApiResult<Respon
 /// `GET /v1/status`: the log's size and root and the latest signed checkpoint (the UI's
 /// log status), without signing anything.
 async fn status(state: Shared) -> ApiResult<Json<Value>> {
-    let s = state.0.clone();
-    blocking(move || {
-        s.with_reader(|store| {
-            let b64 = base64::engine::general_purpose::STANDARD;
-            let latest = store.latest_checkpoint()?;
-            Ok(Json(json!({
-                "origin": s.origin,
-                "size": store.size()?,
-                "root": b64.encode(store.root()?),
-                "key": s.verifier_key,
-                "checkpoint": latest.map(|c| json!({
-                    "size": c.size,
-                    "root": b64.encode(c.root),
-                    "note": c.note,
-                })),
-            })))
-        })
+    read(&state.0, move |s, store| {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let latest = store.latest_checkpoint()?;
+        Ok(Json(json!({
+            "origin": s.origin,
+            "size": store.size()?,
+            "root": b64.encode(store.root()?),
+            "key": s.verifier_key,
+            "checkpoint": latest.map(|c| json!({
+                "size": c.size,
+                "root": b64.encode(c.root),
+                "note": c.note,
+            })),
+        })))
     })
     .await
 }

@@ -59,6 +59,50 @@ pub struct ConsistencyProof {
     pub proof: Vec<Hash>,
 }
 
+fn b64(h: &Hash) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+impl InclusionProof {
+    /// The DESIGN §10 JSON shape (`custody proof --index`, `GET /v1/proofs/inclusion`), with
+    /// the leaf's exact bytes (RFC 8785 JSON) so that a verifier can hash them itself.
+    pub fn to_json(&self, leaf: Option<&[u8]>) -> serde_json::Value {
+        serde_json::json!({
+            "index": self.index,
+            "size": self.size,
+            "root": b64(&self.root),
+            "leaf_hash": b64(&self.leaf_hash),
+            "leaf_hash_hex": hex::encode(self.leaf_hash),
+            "leaf": leaf.map(|l| String::from_utf8_lossy(l).into_owned()),
+            "proof": self.proof.iter().map(b64).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The audit path, base64, one hash a line (`custody proof --index` as text).
+    pub fn lines(&self) -> Vec<String> {
+        self.proof.iter().map(b64).collect()
+    }
+}
+
+impl ConsistencyProof {
+    /// The DESIGN §10 JSON shape (`custody proof --from`, `GET /v1/proofs/consistency`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "from": self.from,
+            "to": self.to,
+            "from_root": b64(&self.from_root),
+            "to_root": b64(&self.to_root),
+            "proof": self.proof.iter().map(b64).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The proof, base64, one hash a line (`custody proof --from` as text).
+    pub fn lines(&self) -> Vec<String> {
+        self.proof.iter().map(b64).collect()
+    }
+}
+
 /// A store with the deployment's signing key: the log as users see it.
 pub struct Ledger {
     store: Box<dyn Store>,
