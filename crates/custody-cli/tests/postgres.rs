@@ -140,6 +140,31 @@ fn as_sorted_texts(v: &Value) -> Vec<String> {
     out
 }
 
+/// `files` ingested into a new SQLite file in `dir`, one after the other: its path.
+fn sqlite_fed(dir: &Path, files: &[String]) -> String {
+    let sqlite = dir.join("same.db").to_str().unwrap().to_owned();
+    let out = custody(dir, &sqlite)
+        .args(["ingest", "--no-progress"])
+        .args(files)
+        .output()
+        .unwrap();
+    ok(&out, "the SQLite ingest");
+    sqlite
+}
+
+/// `findings` on `pg` equal those on `lite` (as sets, indexes aside), and are not empty.
+fn same_findings(dir: &Path, pg: &str, lite: &str) {
+    let findings = |db: &str| {
+        json(
+            &run(dir, db, &["findings", "--format", "json"]),
+            "custody findings",
+        )
+    };
+    let (pg, lite) = (findings(pg), findings(lite));
+    assert!(!as_sorted_texts(&lite).is_empty());
+    assert_eq!(as_sorted_texts(&pg), as_sorted_texts(&lite));
+}
+
 #[test]
 fn two_ingests_at_once_make_one_verified_log_that_answers_like_sqlite() {
     let work = tempfile::tempdir().unwrap();
@@ -201,26 +226,11 @@ fn two_ingests_at_once_make_one_verified_log_that_answers_like_sqlite() {
     assert_eq!(verify["size"].as_u64(), Some(total), "{verify}");
 
     // The same files into a SQLite file, one after the other.
-    let sqlite = dir.join("same.db");
-    let sqlite = sqlite.to_str().unwrap();
     let mut all = a.clone();
     all.extend(b.iter().cloned());
-    let out = custody(dir, sqlite)
-        .args(["ingest", "--no-progress"])
-        .args(&all)
-        .output()
-        .unwrap();
-    ok(&out, "the SQLite ingest");
-
-    let findings = |db: &str| {
-        json(
-            &run(dir, db, &["findings", "--format", "json"]),
-            "custody findings",
-        )
-    };
-    let (pg, lite) = (findings(&db.url), findings(sqlite));
-    assert!(!as_sorted_texts(&lite).is_empty());
-    assert_eq!(as_sorted_texts(&pg), as_sorted_texts(&lite));
+    let sqlite = sqlite_fed(dir, &all);
+    let sqlite = sqlite.as_str();
+    same_findings(dir, &db.url, sqlite);
 
     for event in [
         "agent-runtime#s1-act-3",
@@ -289,13 +299,13 @@ fn serve(dir: &Path, db: &str) -> (std::process::Child, std::net::SocketAddr) {
     (child, addr)
 }
 
-/// POST `body` as NDJSON with `Connection: close`: the status and the JSON answer.
-fn post_events(addr: std::net::SocketAddr, body: &str) -> (u16, Value) {
+/// POST `body` with `Connection: close`: the status and the JSON answer (`Null` if none).
+fn post(addr: std::net::SocketAddr, path: &str, ctype: &str, body: &str) -> (u16, Value) {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -380,7 +390,8 @@ fn two_serve_nodes_on_one_database_make_one_log_that_answers_like_sqlite() {
                     let mut accepted = 0;
                     let mut duplicates = 0;
                     for body in mine {
-                        let (status, answer) = post_events(addr, &body);
+                        let (status, answer) =
+                            post(addr, "/v1/events", "application/x-ndjson", &body);
                         assert_eq!(status, 200, "{answer}");
                         assert_eq!(answer["quarantined"], 0, "{answer}");
                         accepted += answer["accepted"].as_u64().unwrap();
@@ -403,18 +414,8 @@ fn two_serve_nodes_on_one_database_make_one_log_that_answers_like_sqlite() {
     let proposal = read(&examples.join("proposals/01-allow-read-inventory-secret.json"));
     let mut decisions = 0;
     for addr in [addr_a, addr_b] {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "POST /v1/authorize HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{proposal}",
-            proposal.len()
-        )
-        .unwrap();
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        let body: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+        let (status, body) = post(addr, "/v1/authorize", "application/json", &proposal);
+        assert_eq!(status, 200, "{body}");
         assert_eq!(body["decision"], "allow", "{body}");
         decisions = decisions.max(body["decision_index"].as_u64().unwrap() + 1);
     }
@@ -437,8 +438,6 @@ fn two_serve_nodes_on_one_database_make_one_log_that_answers_like_sqlite() {
     assert!(decisions > accepted && decisions <= accepted + 2);
 
     // The same input into a SQLite file through the CLI.
-    let sqlite = dir.join("same.db");
-    let sqlite = sqlite.to_str().unwrap();
     for (i, text) in all_synth.iter().enumerate() {
         std::fs::write(dir.join(format!("synth-{i}.ndjson")), text).unwrap();
     }
@@ -454,22 +453,9 @@ fn two_serve_nodes_on_one_database_make_one_log_that_answers_like_sqlite() {
     .collect();
     files.push(dir.join("synth-0.ndjson").to_str().unwrap().to_owned());
     files.push(dir.join("synth-1.ndjson").to_str().unwrap().to_owned());
-    let out = custody(dir, sqlite)
-        .args(["ingest", "--no-progress"])
-        .args(&files)
-        .output()
-        .unwrap();
-    ok(&out, "the SQLite ingest");
-
-    let findings = |db: &str| {
-        json(
-            &run(dir, db, &["findings", "--format", "json"]),
-            "custody findings",
-        )
-    };
-    let (pg, lite) = (findings(&db.url), findings(sqlite));
-    assert!(!as_sorted_texts(&lite).is_empty());
-    assert_eq!(as_sorted_texts(&pg), as_sorted_texts(&lite));
+    let sqlite = sqlite_fed(dir, &files);
+    let sqlite = sqlite.as_str();
+    same_findings(dir, &db.url, sqlite);
     for event in [
         "agent-runtime#s1-act-3",
         "github-actions#s2-act-1",
