@@ -65,32 +65,4 @@ fn run_all_in_memory() {
     testing::run_all(&MemoryHarness);
 }
 
-macro_rules! each_check {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $check() {
-                testing::$check(&FileHarness::new());
-            }
-        )*
-    };
-}
-
-each_check!(
-    check_empty_store,
-    check_empty_batch,
-    check_append_and_read_back,
-    check_get_distinguishes_sources,
-    check_root_matches_merkle_after_each_batch,
-    check_duplicates_change_nothing,
-    check_conflict_is_quarantined,
-    check_duplicate_and_conflict_in_one_batch,
-    check_rejected_lines_are_quarantined_in_order,
-    check_lookups,
-    check_large_batches_with_duplicates_and_conflicts,
-    check_leaf_hashes,
-    check_scan,
-    check_checkpoints,
-    check_everything_survives_reopen,
-    check_many_batches_match_the_model,
-);
+custody_store::conformance_tests!(FileHarness::new());

@@ -75,6 +75,42 @@ pub fn run_all<H: Harness>(h: &H) {
     check_many_batches_match_the_model(h);
 }
 
+/// One `#[test]` per check of the suite, each on a fresh `$harness` (an expression that
+/// builds a [`Harness`]), so a backend's test run names the check that failed:
+/// `custody_store::conformance_tests!(MyHarness::new());` in its tests. The list is the one
+/// [`run_all`] runs, so every backend runs the same checks.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@each $harness;
+            check_empty_store,
+            check_empty_batch,
+            check_append_and_read_back,
+            check_get_distinguishes_sources,
+            check_root_matches_merkle_after_each_batch,
+            check_duplicates_change_nothing,
+            check_conflict_is_quarantined,
+            check_duplicate_and_conflict_in_one_batch,
+            check_rejected_lines_are_quarantined_in_order,
+            check_lookups,
+            check_large_batches_with_duplicates_and_conflicts,
+            check_leaf_hashes,
+            check_scan,
+            check_checkpoints,
+            check_everything_survives_reopen,
+            check_many_batches_match_the_model,
+        );
+    };
+    (@each $harness:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                $crate::testing::$check(&$harness);
+            }
+        )*
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Building events
 
