@@ -11,8 +11,9 @@ use custody_chain::{render_text, LinkConfig, Trace};
 use custody_store::Ledger;
 use serde_json::Value;
 
-use crate::ingest::{IngestSummary, Ingester};
+use crate::ingest::Ingester;
 use crate::{keys, Config, Format, KeyPaths, Session, DEFAULT_ORIGIN};
+use custody_ingest::IngestSummary;
 
 /// One bundled story.
 pub struct Story {

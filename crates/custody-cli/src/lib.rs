@@ -35,7 +35,8 @@ use serde_json::json;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub use config::Config;
-pub use ingest::{IngestSummary, Ingester};
+pub use custody_ingest::IngestSummary;
+pub use ingest::Ingester;
 pub use keys::KeyPaths;
 
 /// Exit status for a negative verdict.
@@ -532,7 +533,7 @@ fn cmd_ingest(
         Format::Json | Format::Sarif => print_json(&summary.to_json())?,
         Format::Text => print!("{}", summary.to_text()),
     }
-    Ok(summary.exit_code())
+    Ok(ingest::exit_code(&summary))
 }
 
 fn cmd_trace(ctx: &Session, event: Option<&str>, credential: Option<&str>) -> Result<u8> {

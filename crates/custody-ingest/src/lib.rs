@@ -12,9 +12,11 @@
 pub mod adapters;
 pub mod fuzzing;
 mod native;
+mod summary;
 
 pub use adapters::{detect, read, read_file, read_with, Format, Options, Records};
 pub use native::{NdjsonReader, RawLine};
+pub use summary::{IngestError, IngestSummary, MAX_LISTED_ERRORS};
 
 use custody_model::{canonical_json, Event, Redactor};
 use custody_store::{LineOrigin, NewEvent, Rejected};

@@ -17,7 +17,6 @@ mod metrics;
 mod otlp;
 pub mod writer;
 
-use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -38,7 +37,7 @@ use custody_chain::{
 };
 use custody_gate::{FactIndex, Gate, ProposedAction};
 use custody_ingest::adapters::{self, Format};
-use custody_ingest::Preparer;
+use custody_ingest::{IngestSummary, Preparer};
 use custody_model::{Event, Redactor, Timestamp, Verdict};
 use custody_store::{Ledger, LineOrigin, NewEvent, Rejected, Store, StoreError, StoreResult};
 use serde::Deserialize;
@@ -715,42 +714,6 @@ async fn metrics_text(state: Shared) -> Response {
         .into_response()
 }
 
-/// What an ingest answered: the shape of `custody ingest --format json`.
-#[derive(Default)]
-struct IngestSummary {
-    accepted: u64,
-    duplicates: u64,
-    quarantined: u64,
-    errors: Vec<Rejected>,
-    size: u64,
-    skipped: BTreeMap<String, u64>,
-    formats: BTreeMap<String, u64>,
-}
-
-/// Errors listed in an answer; the quarantine keeps them all.
-const MAX_ERRORS: usize = 100;
-
-impl IngestSummary {
-    fn to_json(&self) -> Value {
-        let errors: Vec<Value> = self
-            .errors
-            .iter()
-            .take(MAX_ERRORS)
-            .map(|e| json!({"file": e.origin.file, "line": e.origin.line, "reason": e.reason}))
-            .collect();
-        json!({
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "quarantined": self.quarantined,
-            "errors": errors,
-            "errors_omitted": self.errors.len().saturating_sub(MAX_ERRORS),
-            "size": self.size,
-            "skipped": self.skipped,
-            "formats": self.formats,
-        })
-    }
-}
-
 /// Reads `body` with the adapters (detected or `format`), prepares each record, and
 /// commits the lot as one batch.
 async fn ingest_body(
@@ -773,24 +736,27 @@ async fn ingest_body(
         Ok((events, rejected, records.stats().clone()))
     })
     .await?;
-    let mut errors = rejected.clone();
+    let mut summary = IngestSummary::default();
+    for r in &rejected {
+        summary.note_error(&r.origin.file, r.origin.line, &r.reason);
+    }
     let outcome = state.writer.append(events, rejected).await?;
-    errors.extend(outcome.conflicts.iter().cloned());
+    for r in &outcome.conflicts {
+        summary.note_error(&r.origin.file, r.origin.line, &r.reason);
+    }
     let m = &state.metrics;
     m.accepted.inc_by(outcome.accepted);
     m.duplicates.inc_by(outcome.duplicates);
     m.quarantined.inc_by(outcome.quarantined);
     m.log_size
         .set(i64::try_from(outcome.size).unwrap_or(i64::MAX));
-    Ok(IngestSummary {
-        accepted: outcome.accepted,
-        duplicates: outcome.duplicates,
-        quarantined: outcome.quarantined,
-        errors,
-        size: outcome.size,
-        skipped: stats.skipped,
-        formats: stats.formats,
-    })
+    summary.accepted = outcome.accepted;
+    summary.duplicates = outcome.duplicates;
+    summary.quarantined = outcome.quarantined;
+    summary.size = outcome.size;
+    summary.skipped = stats.skipped;
+    summary.formats = stats.formats;
+    Ok(summary)
 }
 
 #[derive(Deserialize)]
@@ -850,7 +816,7 @@ async fn post_events(
         let first = summary
             .errors
             .first()
-            .map(|e| format!("; first: line {}: {}", e.origin.line, e.reason))
+            .map(|e| format!("; first: line {}: {}", e.line, e.reason))
             .unwrap_or_default();
         if let Value::Object(map) = &mut answer {
             map.insert("error".into(), json!({
