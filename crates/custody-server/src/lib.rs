@@ -848,30 +848,25 @@ async fn post_traces(
         }
     };
     let body = body?;
-    let doc: Value = if protobuf {
-        otlp::protobuf_to_json(&body).map_err(|e| {
+    // JSON goes to the OTel adapter as sent (checked first, so a malformed body is a 400);
+    // protobuf is decoded and written as the OTLP JSON encoding the adapter reads.
+    let bytes = if protobuf {
+        let doc = otlp::protobuf_to_json(&body).map_err(|e| {
             ApiError::bad_request(format!("not an OTLP ExportTraceServiceRequest: {e}"))
-        })?
+        })?;
+        Bytes::from(serde_json::to_vec(&doc).map_err(|e| ApiError::bad_request(e.to_string()))?)
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+        body
     };
-    let spans = otlp::span_count(&doc);
-    let bytes = serde_json::to_vec(&doc).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let summary = ingest_body(
-        &state.0,
-        Bytes::from(bytes),
-        Some(Format::Otel),
-        "POST /v1/traces",
-    )
-    .await?;
+    let summary = ingest_body(&state.0, bytes, Some(Format::Otel), "POST /v1/traces").await?;
     let rejected = summary.quarantined;
     let message = summary
         .errors
         .first()
         .map(|e| e.reason.clone())
         .unwrap_or_default();
-    tracing::debug!(spans, rejected, "traces");
     if protobuf {
         use opentelemetry_proto::tonic::collector::trace::v1::{
             ExportTracePartialSuccess, ExportTraceServiceResponse,

@@ -43,30 +43,6 @@ pub fn protobuf_to_json(body: &[u8]) -> Result<Value, prost::DecodeError> {
     Ok(json!({ "resourceSpans": resource_spans }))
 }
 
-/// The number of spans in an OTLP JSON document (for the partial-success answer).
-pub fn span_count(doc: &Value) -> u64 {
-    let mut n = 0;
-    for rs in doc
-        .get("resourceSpans")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        for ss in rs
-            .get("scopeSpans")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            n += ss
-                .get("spans")
-                .and_then(Value::as_array)
-                .map_or(0, |s| s.len() as u64);
-        }
-    }
-    n
-}
-
 fn span(s: &Span) -> Value {
     let mut v = serde_json::Map::new();
     let fields = json!({
