@@ -18,7 +18,6 @@ pub mod policy;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cedar_policy::RestrictedExpression;
 use custody_model::{
     canonical_json, Action, ApprovalDecision, Event, EventBody, EventKey, Principal, Reason,
     Redactor, Timestamp, Verdict,
@@ -30,7 +29,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 pub use facts::{FactIndex, Issuance, IssuedBy};
-pub use policy::{operation_groups, CedarOutcome, CedarPolicy, CedarRequest, PolicyError};
+pub use policy::{operation_groups, CedarOutcome, CedarPolicy, CedarRequest, Fact, PolicyError};
 
 /// The `source` of the decision events the gate writes.
 pub const DECISION_SOURCE: &str = "custody-gate";
@@ -586,7 +585,7 @@ impl Gate {
         approvers: &BTreeSet<String>,
     ) -> CedarOutcome {
         let a = &proposed.action;
-        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+        let s = Fact::Str;
         let (hour, weekday) = clock(at);
         let (ini_id, ini_kind) = match &f.initiator {
             Some(p) => (p.id.as_str(), p.kind.as_str()),
@@ -596,15 +595,15 @@ impl Gate {
         for ap in approvers {
             groups.extend(cedar.groups_of(ap));
         }
-        let credential = RestrictedExpression::new_record([
-            ("id".to_owned(), s(a.credential.as_deref().unwrap_or(""))),
-            ("source".to_owned(), s(f.credential_source)),
+        let credential = Fact::Record(vec![
+            ("id", s(a.credential.as_deref().unwrap_or(""))),
+            ("source", s(f.credential_source)),
             (
-                "via".to_owned(),
+                "via",
                 s(own.and_then(|o| o.via).map_or("", |v| via_name(v))),
             ),
             (
-                "issuer".to_owned(),
+                "issuer",
                 s(own
                     .and_then(|o| {
                         o.credential
@@ -614,47 +613,31 @@ impl Gate {
                     })
                     .unwrap_or("")),
             ),
-            (
-                "age_secs".to_owned(),
-                RestrictedExpression::new_long(f.credential_age_secs.unwrap_or(0)),
-            ),
+            ("age_secs", Fact::Long(f.credential_age_secs.unwrap_or(0))),
         ]);
-        let initiator = RestrictedExpression::new_record([
-            ("id".to_owned(), s(ini_id)),
-            ("kind".to_owned(), s(ini_kind)),
-        ]);
-        let set = |items: &mut dyn Iterator<Item = &String>| {
-            RestrictedExpression::new_set(items.map(|v| s(v)).collect::<Vec<_>>())
-        };
-        let (Ok(credential), Ok(initiator)) = (credential, initiator) else {
-            return CedarOutcome {
-                allowed: false,
-                determining: Vec::new(),
-                errors: vec![("(context)".into(), "cannot build the context".into())],
-            };
-        };
-        let context: Vec<(&'static str, RestrictedExpression)> = vec![
-            ("time", RestrictedExpression::new_long(at.unix_seconds())),
-            ("hour", RestrictedExpression::new_long(hour)),
-            ("weekday", RestrictedExpression::new_long(weekday)),
+        let initiator = Fact::Record(vec![("id", s(ini_id)), ("kind", s(ini_kind))]);
+        let context: Vec<(&'static str, Fact)> = vec![
+            ("time", Fact::Long(at.unix_seconds())),
+            ("hour", Fact::Long(hour)),
+            ("weekday", Fact::Long(weekday)),
             ("operation", s(&a.operation)),
-            ("mutating", RestrictedExpression::new_bool(a.is_mutating())),
+            ("mutating", Fact::Bool(a.is_mutating())),
             ("initiator", initiator),
             (
                 "depth",
-                RestrictedExpression::new_long(i64::try_from(f.depth).unwrap_or(i64::MAX)),
+                Fact::Long(i64::try_from(f.depth).unwrap_or(i64::MAX)),
             ),
             ("credential", credential),
+            ("scope_covered", Fact::Bool(f.scope_covered)),
+            ("approved", Fact::Bool(!f.approvals.is_empty())),
             (
-                "scope_covered",
-                RestrictedExpression::new_bool(f.scope_covered),
+                "approvers",
+                Fact::Set(approvers.iter().map(String::as_str).collect()),
             ),
             (
-                "approved",
-                RestrictedExpression::new_bool(!f.approvals.is_empty()),
+                "approver_groups",
+                Fact::Set(groups.iter().map(String::as_str).collect()),
             ),
-            ("approvers", set(&mut approvers.iter())),
-            ("approver_groups", set(&mut groups.iter())),
             ("tool", s(a.context.tool.as_deref().unwrap_or(""))),
             (
                 "orchestrator",
@@ -679,14 +662,11 @@ impl Gate {
             mutating: a.is_mutating(),
             context,
         };
-        match cedar.build(request) {
-            Ok((req, entities)) => cedar.evaluate(&a.operation, &req, &entities),
-            Err(e) => CedarOutcome {
-                allowed: false,
-                determining: Vec::new(),
-                errors: vec![("(request)".into(), e)],
-            },
-        }
+        cedar.decide(request).unwrap_or_else(|e| CedarOutcome {
+            allowed: false,
+            determining: Vec::new(),
+            errors: vec![("(request)".into(), e)],
+        })
     }
 
     /// The `decision` event recording `decision` on `proposed` at `at`, made against a log

@@ -7,10 +7,15 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
 use cedar_policy::{
-    ActionConstraint, AuthorizationError, Authorizer, Context, Decision, Entities, Entity,
-    EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression,
-    Schema, ValidationMode, Validator,
+    ActionConstraint, Entities, EntityTypeName, PolicyId, PolicySet, Request, Schema,
+    ValidationMode, Validator,
 };
+use cedar_policy_core::ast::{
+    self, Context, EntityUID, EntityUIDEntry, Expr, Literal, PartialValue, Value, ValueKind,
+};
+use cedar_policy_core::entities::{self as core_entities, TCComputation};
+use cedar_policy_core::evaluator::Evaluator;
+use cedar_policy_core::extensions::Extensions;
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
@@ -101,7 +106,84 @@ pub struct CedarRequest<'a> {
     /// Whether the action changes state.
     pub mutating: bool,
     /// Everything else in `context`, by name.
-    pub context: Vec<(&'static str, RestrictedExpression)>,
+    pub context: Vec<(&'static str, Fact<'a>)>,
+}
+
+/// A value in the Cedar `context` the gate builds (DESIGN §5 "Policy": the chain's facts).
+/// Borrowed, so that facts no policy reads cost nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fact<'a> {
+    /// A boolean.
+    Bool(bool),
+    /// A Cedar `Long`.
+    Long(i64),
+    /// A string.
+    Str(&'a str),
+    /// A set of strings.
+    Set(Vec<&'a str>),
+    /// A record.
+    Record(Vec<(&'static str, Fact<'a>)>),
+}
+
+impl Fact<'_> {
+    fn value(self) -> Value {
+        match self {
+            Fact::Bool(b) => Value::from(b),
+            Fact::Long(n) => Value::from(n),
+            Fact::Str(s) => Value::from(s),
+            Fact::Set(items) if items.is_empty() => Value::empty_set(None),
+            Fact::Set(items) => Value::set(items.into_iter().map(Value::from), None),
+            Fact::Record(fields) => {
+                Value::record(fields.into_iter().map(|(k, v)| (k, v.value())), None)
+            }
+        }
+    }
+}
+
+/// One policy ready to evaluate: its condition (scope and body, which Cedar would rebuild on
+/// every request) computed once at load.
+#[derive(Clone, Debug)]
+struct Compiled {
+    id: String,
+    forbid: bool,
+    condition: Expr,
+    policy: ast::Policy,
+    /// The `context` attributes the policy reads; `None` when it uses `context` as a whole.
+    reads: Option<BTreeSet<String>>,
+}
+
+/// The `context` attributes `condition` reads (`context.x`, `context has x`), or `None` when
+/// it uses `context` otherwise (compares or passes the whole record), so every one counts.
+fn context_reads(condition: &Expr) -> Option<BTreeSet<String>> {
+    let is_context = |e: &Expr| matches!(e.expr_kind(), ast::ExprKind::Var(ast::Var::Context));
+    let mut reads = BTreeSet::new();
+    let mut accounted = 0usize;
+    for e in condition.subexpressions() {
+        match e.expr_kind() {
+            ast::ExprKind::GetAttr { expr, attr } | ast::ExprKind::HasAttr { expr, attr }
+                if is_context(expr) =>
+            {
+                reads.insert(attr.to_string());
+                accounted += 1;
+            }
+            ast::ExprKind::ExtHasAttr { expr, attrs } if is_context(expr) => {
+                reads.insert(attrs.first().to_string());
+                accounted += 1;
+            }
+            _ => {}
+        }
+    }
+    let uses = condition.subexpressions().filter(|e| is_context(e)).count();
+    (uses == accounted).then_some(reads)
+}
+
+/// What one operation needs: the policies whose scope can match it, the `context` attributes
+/// they read, and its action entity (the operation in its prefix groups).
+#[derive(Debug)]
+struct Slice {
+    policies: Vec<Compiled>,
+    reads: Option<BTreeSet<String>>,
+    action: ast::Entity,
 }
 
 /// Which operations a policy's scope lets it apply to.
@@ -121,7 +203,7 @@ enum Applies {
 /// changes no decision and saves its evaluation.
 #[derive(Debug, Default)]
 struct Slices {
-    by_operation: RwLock<HashMap<String, Arc<PolicySet>>>,
+    by_operation: RwLock<HashMap<String, Arc<Slice>>>,
 }
 
 /// Bound on the cached slices (distinct operations); past it the cache starts over.
@@ -130,12 +212,11 @@ const MAX_SLICES: usize = 4096;
 /// The loaded policy set.
 pub struct CedarPolicy {
     policies: PolicySet,
-    applies: Vec<(cedar_policy::Policy, Applies)>,
+    applies: Vec<(Compiled, Applies)>,
     slices: Slices,
     ids: Vec<String>,
-    groups: HashMap<String, Vec<EntityUid>>,
+    groups: HashMap<String, Vec<EntityUID>>,
     digest: [u8; 32],
-    authorizer: Authorizer,
     principal_type: EntityTypeName,
     resource_type: EntityTypeName,
     action_type: EntityTypeName,
@@ -151,7 +232,6 @@ impl Clone for CedarPolicy {
             ids: self.ids.clone(),
             groups: self.groups.clone(),
             digest: self.digest,
-            authorizer: Authorizer::new(),
             principal_type: self.principal_type.clone(),
             resource_type: self.resource_type.clone(),
             action_type: self.action_type.clone(),
@@ -178,8 +258,8 @@ fn unreachable_type(name: &str) -> EntityTypeName {
     panic!("`{name}` is not a Cedar type name")
 }
 
-fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
-    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+fn uid(ty: &EntityTypeName, id: &str) -> EntityUID {
+    EntityUID::from_components(ty.as_ref().clone(), ast::Eid::new(id), None)
 }
 
 /// The action groups an operation belongs to: a prefix ending in `:`, `.` or `/`, then `*`;
@@ -273,7 +353,17 @@ impl CedarPolicy {
                     Applies::Any => {}
                 }
                 let renamed = policy.new_id(PolicyId::new(id.clone()));
-                applies_to.push((renamed.clone(), applies));
+                let core: &ast::Policy = renamed.as_ref();
+                applies_to.push((
+                    Compiled {
+                        id: id.clone(),
+                        forbid: core.effect() == ast::Effect::Forbid,
+                        condition: core.condition(),
+                        reads: context_reads(&core.condition()),
+                        policy: core.clone(),
+                    },
+                    applies,
+                ));
                 set.add(renamed).map_err(|e| PolicyError {
                     file: file.clone(),
                     line: None,
@@ -301,7 +391,7 @@ impl CedarPolicy {
             let message = describe(err, err.to_string());
             return Err(located(file, text, err, message));
         }
-        let mut by_member: HashMap<String, Vec<EntityUid>> = HashMap::new();
+        let mut by_member: HashMap<String, Vec<EntityUID>> = HashMap::new();
         let group_type = type_name("Custody::Group");
         for (group, members) in groups {
             for m in members {
@@ -318,7 +408,6 @@ impl CedarPolicy {
             ids,
             groups: by_member,
             digest: digest.finalize().into(),
-            authorizer: Authorizer::new(),
             principal_type: type_name("Custody::Principal"),
             resource_type: type_name("Custody::Resource"),
             action_type,
@@ -340,7 +429,7 @@ impl CedarPolicy {
     pub fn groups_of(&self, principal: &str) -> Vec<String> {
         self.groups
             .get(principal)
-            .map(|g| g.iter().map(|u| u.id().unescaped().to_owned()).collect())
+            .map(|g| g.iter().map(|u| u.eid().as_ref().to_owned()).collect())
             .unwrap_or_default()
     }
 
@@ -351,138 +440,203 @@ impl CedarPolicy {
 
     /// Builds the Cedar request and entities for `req`.
     pub fn build(&self, req: CedarRequest<'_>) -> Result<(Request, Entities), String> {
+        let slice = self.slice(req.operation);
+        let (request, entities) = self.build_core(req, &slice)?;
+        Ok((Request::from(request), Entities::from(entities)))
+    }
+
+    /// The request and entities as Cedar's evaluator takes them. Built from values directly:
+    /// Cedar's public constructors evaluate each attribute as an expression and recompute the
+    /// transitive closure of the entity hierarchy, which cost three times the evaluation
+    /// itself. The hierarchy here is closed by construction (an operation's groups are listed
+    /// in full; a principal's groups have no parents).
+    fn build_core(
+        &self,
+        req: CedarRequest<'_>,
+        slice: &Slice,
+    ) -> Result<(ast::Request, core_entities::Entities), String> {
         let (actor_id, kind, name) = req.actor;
         let principal = uid(&self.principal_type, actor_id);
         let resource = uid(&self.resource_type, req.resource);
         let action = uid(&self.action_type, req.operation);
         let call = uid(&self.call_type, "proposed");
-        let parents: HashSet<EntityUid> = self
+        let parents: HashSet<EntityUID> = self
             .groups
             .get(actor_id)
             .into_iter()
             .flatten()
             .cloned()
             .collect();
-        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
-        let principal_entity = Entity::new(
+        let s = |v: &str| PartialValue::from(Value::from(v));
+        let entity = |uid: EntityUID,
+                      attrs: Vec<(&str, PartialValue)>,
+                      parents: HashSet<EntityUID>,
+                      tags: Vec<(String, PartialValue)>| {
+            ast::Entity::new_with_attr_partial_value(
+                uid,
+                attrs.into_iter().map(|(k, v)| (k.into(), v)),
+                HashSet::new(),
+                parents,
+                tags.into_iter().map(|(k, v)| (k.into(), v)),
+            )
+        };
+        let principal_entity = entity(
             principal.clone(),
-            HashMap::from([
-                ("id".to_owned(), s(actor_id)),
-                ("kind".to_owned(), s(kind)),
-                ("name".to_owned(), s(name)),
-            ]),
+            vec![("id", s(actor_id)), ("kind", s(kind)), ("name", s(name))],
             parents,
-        )
-        .map_err(|e| e.to_string())?;
-        let resource_entity = Entity::new(
+            vec![],
+        );
+        let resource_entity = entity(
             resource.clone(),
-            HashMap::from([("id".to_owned(), s(req.resource))]),
+            vec![("id", s(req.resource))],
             HashSet::new(),
-        )
-        .map_err(|e| e.to_string())?;
-        let call_entity = Entity::new_with_tags(
+            vec![],
+        );
+        let call_entity = entity(
             call.clone(),
-            [
-                ("operation".to_owned(), s(req.operation)),
-                ("resource".to_owned(), s(req.resource)),
-                (
-                    "mutating".to_owned(),
-                    RestrictedExpression::new_bool(req.mutating),
-                ),
+            vec![
+                ("operation", s(req.operation)),
+                ("resource", s(req.resource)),
+                ("mutating", PartialValue::from(Value::from(req.mutating))),
             ],
-            [],
+            HashSet::new(),
             req.params
                 .into_iter()
-                .map(|(k, v)| (k, RestrictedExpression::new_long(v))),
-        )
-        .map_err(|e| e.to_string())?;
-        let action_entity = Entity::new_no_attrs(
-            action.clone(),
-            operation_groups(req.operation)
-                .iter()
-                .map(|g| uid(&self.action_type, g))
+                .map(|(k, v)| (k, PartialValue::from(Value::from(v))))
                 .collect(),
         );
-        let entities = Entities::from_entities(
+        let action_entity = slice.action.clone();
+        let entities = core_entities::Entities::from_entities(
             [
                 principal_entity,
                 resource_entity,
                 call_entity,
                 action_entity,
             ],
-            None,
+            None::<&cedar_policy_core::entities::NoEntitiesSchema>,
+            TCComputation::AssumeAlreadyComputed,
+            Extensions::all_available(),
         )
         .map_err(|e| e.to_string())?;
-        let mut pairs: Vec<(String, RestrictedExpression)> = req
-            .context
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-        pairs.push(("call".into(), RestrictedExpression::new_entity_uid(call)));
-        let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
-        let request =
-            Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())?;
+        // Only what the policies read: an attribute no policy names cannot change a decision.
+        let mut context = BTreeMap::new();
+        for (k, v) in req.context {
+            if slice.reads.as_ref().is_none_or(|r| r.contains(k)) {
+                context.insert(k.into(), v.value());
+            }
+        }
+        context.insert("call".into(), Value::from(call));
+        let request = ast::Request::new_unchecked(
+            EntityUIDEntry::known(principal, None),
+            EntityUIDEntry::known(action, None),
+            EntityUIDEntry::known(resource, None),
+            Some(Context::Value(Arc::new(context))),
+        );
         Ok((request, entities))
     }
 
-    /// The policies that can apply to `operation` (see [`Slices`]).
-    fn slice(&self, operation: &str) -> Arc<PolicySet> {
+    /// The policies that can apply to `operation` and what they need (see [`Slices`]).
+    fn slice(&self, operation: &str) -> Arc<Slice> {
         if let Ok(cache) = self.slices.by_operation.read() {
-            if let Some(set) = cache.get(operation) {
-                return Arc::clone(set);
+            if let Some(slice) = cache.get(operation) {
+                return Arc::clone(slice);
             }
         }
-        let mut names = operation_groups(operation);
-        names.push(operation.to_owned());
-        let mut set = PolicySet::new();
-        for (policy, applies) in &self.applies {
-            let relevant = match applies {
-                Applies::Any => true,
-                Applies::Is(id) => id == operation,
-                Applies::In(ids) => ids.iter().any(|id| names.contains(id)),
-            };
-            if relevant {
-                // Ids are unique in `self.policies`, so adding cannot fail.
-                let _ = set.add(policy.clone());
+        let groups = operation_groups(operation);
+        let applies_here = |applies: &Applies| match applies {
+            Applies::Any => true,
+            Applies::Is(id) => id == operation,
+            Applies::In(ids) => ids.iter().any(|id| id == operation || groups.contains(id)),
+        };
+        let policies: Vec<Compiled> = self
+            .applies
+            .iter()
+            .filter(|(_, applies)| applies_here(applies))
+            .map(|(policy, _)| policy.clone())
+            .collect();
+        let mut reads = Some(BTreeSet::new());
+        for p in &policies {
+            match (&mut reads, &p.reads) {
+                (Some(all), Some(these)) => all.extend(these.iter().cloned()),
+                _ => reads = None,
             }
         }
-        let set = Arc::new(set);
+        let action = ast::Entity::new_with_attr_partial_value(
+            uid(&self.action_type, operation),
+            [],
+            HashSet::new(),
+            groups.iter().map(|g| uid(&self.action_type, g)).collect(),
+            [],
+        );
+        let slice = Arc::new(Slice {
+            policies,
+            reads,
+            action,
+        });
         if let Ok(mut cache) = self.slices.by_operation.write() {
             if cache.len() >= MAX_SLICES {
                 cache.clear();
             }
-            cache.insert(operation.to_owned(), Arc::clone(&set));
+            cache.insert(operation.to_owned(), Arc::clone(&slice));
         }
-        set
+        slice
     }
 
     /// Evaluates the policies that can apply to `operation` on a request built by
-    /// [`CedarPolicy::build`] for it.
+    /// [`CedarPolicy::build`] for it, with Cedar's semantics: a forbid that holds denies; else
+    /// a permit that holds allows; else deny. A policy whose evaluation errs does not hold,
+    /// and the error is reported (the gate denies on it).
     pub fn evaluate(
         &self,
         operation: &str,
         request: &Request,
         entities: &Entities,
     ) -> CedarOutcome {
-        let set = self.slice(operation);
-        let response = self.authorizer.is_authorized(request, &set, entities);
-        let diagnostics = response.diagnostics();
-        let mut determining: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
-        determining.sort();
-        let errors: Vec<(String, String)> = diagnostics
-            .errors()
-            .map(|e| match e {
-                AuthorizationError::PolicyEvaluationError(p) => (
-                    p.policy_id().to_string(),
-                    p.inner().to_string().replace('\n', " "),
-                ),
-            })
-            .collect();
-        CedarOutcome {
-            allowed: response.decision() == Decision::Allow,
-            determining,
-            errors,
+        let slice = self.slice(operation);
+        evaluate_core(&slice, request.as_ref().clone(), entities.as_ref())
+    }
+
+    /// Builds and evaluates `req` in one step (what the gate calls).
+    pub fn decide(&self, req: CedarRequest<'_>) -> Result<CedarOutcome, String> {
+        let slice = self.slice(req.operation);
+        let (request, entities) = self.build_core(req, &slice)?;
+        Ok(evaluate_core(&slice, request, &entities))
+    }
+}
+
+fn evaluate_core(
+    slice: &Slice,
+    request: ast::Request,
+    entities: &core_entities::Entities,
+) -> CedarOutcome {
+    let set = &slice.policies;
+    let evaluator = Evaluator::new(request, entities, Extensions::all_available());
+    let mut permits = Vec::new();
+    let mut forbids = Vec::new();
+    let mut errors = Vec::new();
+    for p in set.iter() {
+        // Validated policies' conditions are boolean; anything else is reported as Cedar
+        // would report it, as an error of that policy.
+        match evaluator.interpret(&p.condition, p.policy.env()) {
+            Ok(v) => match v.value_kind() {
+                ValueKind::Lit(Literal::Bool(true)) if p.forbid => forbids.push(p.id.clone()),
+                ValueKind::Lit(Literal::Bool(true)) => permits.push(p.id.clone()),
+                ValueKind::Lit(Literal::Bool(false)) => {}
+                _ => errors.push((
+                    p.id.clone(),
+                    format!("type error: the condition is {v}, not a boolean"),
+                )),
+            },
+            Err(e) => errors.push((p.id.clone(), e.to_string().replace('\n', " "))),
         }
+    }
+    let allowed = forbids.is_empty() && !permits.is_empty();
+    let mut determining = if forbids.is_empty() { permits } else { forbids };
+    determining.sort();
+    CedarOutcome {
+        allowed,
+        determining,
+        errors,
     }
 }
 
@@ -508,6 +662,7 @@ fn schema_with_actions(actions: &BTreeSet<String>) -> Result<Schema, String> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use cedar_policy::{Authorizer, Decision};
 
     #[test]
     fn groups_by_prefix() {
@@ -616,8 +771,129 @@ mod tests {
             }
         }
         // Only the policies that can apply are in a slice.
-        assert_eq!(p.slice("erp:refund.create").policies().count(), 3);
-        assert_eq!(p.slice("plain").policies().count(), 2);
+        assert_eq!(p.slice("erp:refund.create").policies.len(), 3);
+        assert_eq!(p.slice("plain").policies.len(), 2);
+    }
+
+    /// The gate's own evaluation (values built directly, conditions computed once, sliced by
+    /// action) against Cedar's `Authorizer` on the whole set, over requests that make each
+    /// policy hold, fail and err.
+    #[test]
+    fn evaluation_agrees_with_cedars_authorizer() {
+        let src = r#"
+            @id("baseline") permit (principal, action, resource) when { context.depth < 5 };
+            @id("human-start") forbid (principal, action, resource) when { context.mutating } unless { context.initiator.kind == "human" };
+            @id("after-hours") forbid (principal, action, resource) when { principal.kind == "agent" && context.operation like "*delete*" && (context.hour < 8 || context.hour >= 18) };
+            @id("refunds") forbid (principal, action in Custody::Action::"erp:refund.*", resource) when { context.call.hasTag("amount") && context.call.getTag("amount") > 200 } unless { context.approver_groups.contains("finance") };
+            @id("overflow") forbid (principal, action, resource) when { context.credential.age_secs * 1000000000000000 > 1 };
+            @id("fresh") forbid (principal, action, resource) when { context.credential.age_secs > 86400 };
+            @id("finance-ok") permit (principal in Custody::Group::"finance", action, resource);
+            @id("freeze") forbid (principal, action in Custody::Action::"k8s:*", resource) when { resource.id like "k8s://prod/*" };
+        "#;
+        let groups = BTreeMap::from([("finance".to_owned(), vec!["fatima".to_owned()])]);
+        let p = CedarPolicy::from_sources(&[("s.cedar".into(), src.into())], &groups).unwrap();
+        let full = Authorizer::new();
+        let mut seen_errors = 0;
+        let mut seen = BTreeSet::new();
+        for op in ["erp:refund.create", "k8s:pods.delete", "db:rows.read"] {
+            for actor in ["fatima", "bot"] {
+                for (depth, hour, age, amount) in [
+                    (1, 10, 60, Some(100)),
+                    (7, 20, 90_000, Some(500)),
+                    (2, 3, 0, None),
+                ] {
+                    for ini in ["human", "agent"] {
+                        let context = vec![
+                            ("depth", Fact::Long(depth)),
+                            ("mutating", Fact::Bool(op != "db:rows.read")),
+                            ("hour", Fact::Long(hour)),
+                            ("operation", Fact::Str(op)),
+                            (
+                                "initiator",
+                                Fact::Record(vec![
+                                    ("id", Fact::Str("x")),
+                                    ("kind", Fact::Str(ini)),
+                                ]),
+                            ),
+                            (
+                                "credential",
+                                Fact::Record(vec![("age_secs", Fact::Long(age))]),
+                            ),
+                            (
+                                "approver_groups",
+                                Fact::Set(if depth == 2 { vec!["finance"] } else { vec![] }),
+                            ),
+                        ];
+                        let req = CedarRequest {
+                            actor: (actor, if actor == "bot" { "agent" } else { "human" }, ""),
+                            operation: op,
+                            resource: "k8s://prod/a",
+                            params: amount
+                                .map(|a| vec![("amount".to_owned(), a)])
+                                .unwrap_or_default(),
+                            mutating: op != "db:rows.read",
+                            context,
+                        };
+                        let (r, e) = p.build(req.clone()).unwrap();
+                        let ours = p.decide(req).unwrap();
+                        assert_eq!(ours, p.evaluate(op, &r, &e));
+                        let whole = full.is_authorized(&r, p.policy_set(), &e);
+                        let at = format!("{op} {actor} depth {depth} hour {hour} age {age} amount {amount:?} {ini}");
+                        assert_eq!(ours.allowed, whole.decision() == Decision::Allow, "{at}");
+                        let mut reasons: Vec<String> = whole
+                            .diagnostics()
+                            .reason()
+                            .map(ToString::to_string)
+                            .collect();
+                        reasons.sort();
+                        assert_eq!(ours.determining, reasons, "{at}");
+                        let errs: Vec<(String, String)> = whole
+                            .diagnostics()
+                            .errors()
+                            .map(|e| match e {
+                                cedar_policy::AuthorizationError::PolicyEvaluationError(e) => (
+                                    e.policy_id().to_string(),
+                                    e.inner().to_string().replace('\n', " "),
+                                ),
+                            })
+                            .collect();
+                        assert_eq!(ours.errors, errs, "{at}");
+                        seen_errors += ours.errors.len();
+                        seen.extend(ours.determining);
+                    }
+                }
+            }
+        }
+        // Every policy held somewhere, and an overflow made `overflow` err.
+        assert!(seen_errors > 0);
+        for id in p.ids() {
+            assert!(seen.contains(id), "{id} never held");
+        }
+    }
+
+    #[test]
+    fn context_reads_are_the_attributes_named_or_everything() {
+        let reads = |src: &str| {
+            let p = cedar_policy::Policy::parse(None, src).unwrap();
+            let core: &ast::Policy = p.as_ref();
+            context_reads(&core.condition())
+        };
+        assert_eq!(
+            reads("permit (principal, action, resource) when { context.depth > 1 && context has tool && context.initiator.kind == \"human\" };"),
+            Some(BTreeSet::from(["depth".to_owned(), "tool".to_owned(), "initiator".to_owned()]))
+        );
+        assert_eq!(
+            reads("permit (principal, action, resource);"),
+            Some(BTreeSet::new())
+        );
+        assert_eq!(
+            reads("permit (principal, action, resource) when { context == {\"depth\": 1} };"),
+            None
+        );
+        assert_eq!(
+            reads("permit (principal, action, resource) when { context.depth > 1 && [context].contains(context) };"),
+            None
+        );
     }
 
     #[test]
