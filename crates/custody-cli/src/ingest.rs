@@ -53,19 +53,38 @@ enum Prepared {
 }
 
 /// Sends a batch when full (or `done`); false when the receiver is gone.
+/// The first batch's size; each next batch doubles, up to [`BATCH`]. The writer waits for the
+/// first batch with nothing to do, so a small one gets it going sooner.
+const FIRST_BATCH: usize = 1_000;
+
+/// The batch size limit: [`BATCH`], or `CUSTODY_AB_BATCH` (for measuring).
+fn batch_limit() -> usize {
+    std::env::var("CUSTODY_AB_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BATCH)
+        .max(1)
+}
+
 fn flush(
     tx: &crossbeam_channel::Sender<Prepared>,
     events: &mut Vec<NewEvent>,
     rejected: &mut Vec<Rejected>,
     bytes: u64,
+    target: &mut usize,
     done: bool,
 ) -> bool {
-    if !done && events.len() + rejected.len() < BATCH {
+    if !done && events.len() + rejected.len() < *target {
         return true;
     }
+    *target = (*target * 2).min(batch_limit());
     let batch = Prepared::Batch(std::mem::take(events), std::mem::take(rejected), bytes);
     tx.send(batch).is_ok()
 }
+
+/// How much of the input's start format detection reads (a reader over memory can offer all
+/// of it).
+const DETECT_BYTES: usize = 1 << 20;
 
 /// Lines per chunk handed to a preparing worker.
 const CHUNK: usize = 512;
@@ -245,6 +264,7 @@ fn collect_chunks(
     let mut events = Vec::with_capacity(BATCH);
     let mut rejected = Vec::new();
     let mut bytes = 0;
+    let mut target = FIRST_BATCH.min(batch_limit());
     let mut stats = adapters::Stats::default();
     'collect: for rx in from_workers.iter().cycle() {
         let Ok(chunk) = rx.recv() else {
@@ -261,18 +281,18 @@ fn collect_chunks(
         bytes = chunk.bytes;
         stats.merge(chunk.stats);
         if let Some(reason) = chunk.read_error {
-            if !flush(tx, &mut events, &mut rejected, bytes, true) {
+            if !flush(tx, &mut events, &mut rejected, bytes, &mut target, true) {
                 return;
             }
             let _ = tx.send(Prepared::ReadError(reason));
             let _ = tx.send(Prepared::Stats(stats));
             return;
         }
-        if !flush(tx, &mut events, &mut rejected, bytes, false) {
+        if !flush(tx, &mut events, &mut rejected, bytes, &mut target, false) {
             return;
         }
     }
-    if flush(tx, &mut events, &mut rejected, bytes, true) {
+    if flush(tx, &mut events, &mut rejected, bytes, &mut target, true) {
         let _ = tx.send(Prepared::Stats(stats));
     }
 }
@@ -363,7 +383,8 @@ impl Ingester {
             serde_json::from_slice::<serde_json::Value>(first_line).is_ok_and(|v| v.is_object());
         object
             && (self.format == Some(Format::Custody)
-                || adapters::detect(peek) == Some(Format::Custody))
+                || adapters::detect(peek.get(..DETECT_BYTES).unwrap_or(peek))
+                    == Some(Format::Custody))
     }
 
     /// Ingests every file (`-` is standard input); a file that cannot be opened is reported
