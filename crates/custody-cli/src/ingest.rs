@@ -44,6 +44,8 @@ pub struct Ingester {
     preparer: Preparer,
     format: Option<Format>,
     options: adapters::Options,
+    /// A second handle on the store, for the housekeeping the writer then need not do.
+    maintenance: std::sync::Mutex<Option<Box<dyn custody_store::Store>>>,
 }
 
 enum Prepared {
@@ -354,7 +356,20 @@ impl Ingester {
             preparer: Preparer::new(redactor),
             format: None,
             options: adapters::Options::default(),
+            maintenance: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Hands housekeeping to `store`, a second handle on the ledger's store, run on another
+    /// thread after each batch, so the writer never stalls on it. For SQLite that is the WAL
+    /// checkpoint, which otherwise runs inside every commit that takes the WAL past 32 MiB and
+    /// waits for an fsync: the writer was blocked in fsync for most of its waits (perf
+    /// `sched:sched_switch`).
+    pub fn with_maintenance(self, store: Box<dyn custody_store::Store>) -> Ingester {
+        if let Ok(mut m) = self.maintenance.lock() {
+            *m = Some(store);
+        }
+        self
     }
 
     /// Settings the input does not carry (an IAM snapshot for CloudTrail scopes, ...).
@@ -465,6 +480,11 @@ impl Ingester {
         // Freeing a written batch (ten thousand events' strings) is work the writer, the
         // bottleneck, need not do: another thread drops it.
         let (spent_tx, spent_rx) = crossbeam_channel::bounded::<Vec<NewEvent>>(1);
+        let mut maintenance = self.maintenance.lock().ok();
+        let maintenance = maintenance.as_mut().and_then(|m| m.as_mut());
+        if maintenance.is_some() {
+            ledger.defer_maintenance().map_err(|e| anyhow!("{e}"))?;
+        }
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || {
                 if native {
@@ -482,7 +502,16 @@ impl Ingester {
                     );
                 }
             });
-            scope.spawn(move || spent_rx.into_iter().for_each(drop));
+            scope.spawn(move || {
+                for spent in spent_rx {
+                    drop(spent);
+                    if let Some(m) = &maintenance {
+                        // Best effort: a checkpoint that fails now is done by a later one,
+                        // or when the store closes.
+                        let _ = m.maintain();
+                    }
+                }
+            });
             for prepared in rx {
                 match prepared {
                     Prepared::Batch(events, rejected, bytes) => {

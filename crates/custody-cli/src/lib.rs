@@ -527,7 +527,8 @@ fn cmd_ingest(
     let redactor = keys::load_or_create_redactor(&ctx.keys.fingerprint, true)?;
     let ingester = Ingester::new(redactor)
         .with_format(format)
-        .with_options(options);
+        .with_options(options)
+        .with_maintenance(ctx.open_store(false)?);
     let summary = ingester.ingest_files(&mut ledger, files, progress)?;
     match ctx.format {
         Format::Json | Format::Sarif => print_json(&summary.to_json())?,
