@@ -59,15 +59,6 @@ enum Prepared {
 /// first batch with nothing to do, so a small one gets it going sooner.
 const FIRST_BATCH: usize = 1_000;
 
-/// The batch size limit: [`BATCH`], or `CUSTODY_AB_BATCH` (for measuring).
-fn batch_limit() -> usize {
-    std::env::var("CUSTODY_AB_BATCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(BATCH)
-        .max(1)
-}
-
 fn flush(
     tx: &crossbeam_channel::Sender<Prepared>,
     events: &mut Vec<NewEvent>,
@@ -79,7 +70,7 @@ fn flush(
     if !done && events.len() + rejected.len() < *target {
         return true;
     }
-    *target = (*target * 2).min(batch_limit());
+    *target = (*target * 2).min(BATCH);
     let batch = Prepared::Batch(std::mem::take(events), std::mem::take(rejected), bytes);
     tx.send(batch).is_ok()
 }
@@ -266,7 +257,7 @@ fn collect_chunks(
     let mut events = Vec::with_capacity(BATCH);
     let mut rejected = Vec::new();
     let mut bytes = 0;
-    let mut target = FIRST_BATCH.min(batch_limit());
+    let mut target = FIRST_BATCH;
     let mut stats = adapters::Stats::default();
     'collect: for rx in from_workers.iter().cycle() {
         let Ok(chunk) = rx.recv() else {

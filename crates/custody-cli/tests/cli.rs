@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{code, json as json_of, repo};
 
 fn data(name: &str) -> PathBuf {
     repo().join("tests/data").join(name)
@@ -31,20 +30,6 @@ fn custody(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run custody")
-}
-
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
 }
 
 fn ingest_examples(dir: &Path) {

@@ -9,14 +9,13 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::repo;
 
 const TRAIL: &str =
     "tests/data/realdata/stratus-red-team/docs/detonation-logs/aws.defense-evasion.organizations-leave.json";
