@@ -141,7 +141,9 @@ impl Fact<'_> {
 }
 
 /// One policy ready to evaluate: its condition (scope and body, which Cedar would rebuild on
-/// every request) computed once at load.
+/// every request) computed once at load, without its `action` constraint: a policy is only
+/// evaluated in the [`Slice`] of an operation that constraint lets it apply to, where the
+/// constraint is `true` (see [`in_slice_condition`]).
 #[derive(Clone, Debug)]
 struct Compiled {
     id: String,
@@ -150,6 +152,23 @@ struct Compiled {
     policy: ast::Policy,
     /// The `context` attributes the policy reads; `None` when it uses `context` as a whole.
     reads: Option<BTreeSet<String>>,
+}
+
+/// What Cedar's condition for `policy` (`principal && action && resource && body`) is in a
+/// slice, where the `action` constraint holds: the other conjuncts, in Cedar's order,
+/// leaving out those that are the literal `true`. `a && true` and `true && a` evaluate as
+/// `a` does, errors included, so the decision is Cedar's; what is saved is evaluating the
+/// `action in ...` lookup and the literals on every request.
+fn in_slice_condition(policy: &ast::Policy) -> Expr {
+    let is_true = |e: &Expr| matches!(e.expr_kind(), ast::ExprKind::Lit(Literal::Bool(true)));
+    let parts = [
+        policy.principal_constraint().as_expr(),
+        policy.resource_constraint().as_expr(),
+    ]
+    .into_iter()
+    .chain(policy.non_scope_constraints().cloned())
+    .filter(|e| !is_true(e));
+    parts.reduce(Expr::and).unwrap_or_else(|| Expr::val(true))
 }
 
 /// The `context` attributes `condition` reads (`context.x`, `context has x`), or `None` when
@@ -182,8 +201,9 @@ fn context_reads(condition: &Expr) -> Option<BTreeSet<String>> {
 #[derive(Debug)]
 struct Slice {
     policies: Vec<Compiled>,
-    reads: Option<BTreeSet<String>>,
-    action: ast::Entity,
+    /// The attributes read, few: a list is quicker to search than a set.
+    reads: Option<Vec<String>>,
+    action: Arc<ast::Entity>,
 }
 
 /// Which operations a policy's scope lets it apply to.
@@ -209,11 +229,49 @@ struct Slices {
 /// Bound on the cached slices (distinct operations); past it the cache starts over.
 const MAX_SLICES: usize = 4096;
 
+/// Principal and resource entities as built for earlier requests. They depend only on the
+/// principal (id, kind, name; its groups are fixed at load) or the resource id, so a chain's
+/// agents and the resources they touch are built once, not per decision.
+#[derive(Debug, Default)]
+struct Built {
+    principals: RwLock<HashMap<String, PrincipalEntity>>,
+    resources: RwLock<HashMap<String, Arc<ast::Entity>>>,
+}
+
+/// A principal's entity with the kind and name it was built with.
+type PrincipalEntity = (String, String, Arc<ast::Entity>);
+
+/// Bound on each of [`Built`]'s maps; past it the map starts over.
+const MAX_BUILT: usize = 65_536;
+
+/// `map[key]`, else `make()` remembered under `key` (the map starting over at [`MAX_BUILT`]).
+fn remembered<V: Clone>(
+    map: &RwLock<HashMap<String, V>>,
+    key: &str,
+    fits: impl Fn(&V) -> bool,
+    make: impl FnOnce() -> V,
+) -> V {
+    if let Ok(m) = map.read() {
+        if let Some(v) = m.get(key).filter(|v| fits(v)) {
+            return v.clone();
+        }
+    }
+    let v = make();
+    if let Ok(mut m) = map.write() {
+        if m.len() >= MAX_BUILT {
+            m.clear();
+        }
+        m.insert(key.to_owned(), v.clone());
+    }
+    v
+}
+
 /// The loaded policy set.
 pub struct CedarPolicy {
     policies: PolicySet,
     applies: Vec<(Compiled, Applies)>,
     slices: Slices,
+    built: Built,
     ids: Vec<String>,
     groups: HashMap<String, Vec<EntityUID>>,
     digest: [u8; 32],
@@ -229,6 +287,7 @@ impl Clone for CedarPolicy {
             policies: self.policies.clone(),
             applies: self.applies.clone(),
             slices: Slices::default(),
+            built: Built::default(),
             ids: self.ids.clone(),
             groups: self.groups.clone(),
             digest: self.digest,
@@ -354,7 +413,7 @@ impl CedarPolicy {
                 }
                 let renamed = policy.new_id(PolicyId::new(id.clone()));
                 let core: &ast::Policy = renamed.as_ref();
-                let condition = core.condition();
+                let condition = in_slice_condition(core);
                 applies_to.push((
                     Compiled {
                         id: id.clone(),
@@ -406,6 +465,7 @@ impl CedarPolicy {
             policies: set,
             applies: applies_to,
             slices: Slices::default(),
+            built: Built::default(),
             ids,
             groups: by_member,
             digest: digest.finalize().into(),
@@ -461,13 +521,6 @@ impl CedarPolicy {
         let resource = uid(&self.resource_type, req.resource);
         let action = uid(&self.action_type, req.operation);
         let call = uid(&self.call_type, "proposed");
-        let parents: HashSet<EntityUID> = self
-            .groups
-            .get(actor_id)
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
         let s = |v: &str| PartialValue::from(Value::from(v));
         let entity = |uid: EntityUID,
                       attrs: Vec<(&str, PartialValue)>,
@@ -481,17 +534,34 @@ impl CedarPolicy {
                 tags.into_iter().map(|(k, v)| (k.into(), v)),
             )
         };
-        let principal_entity = entity(
-            principal.clone(),
-            vec![("id", s(actor_id)), ("kind", s(kind)), ("name", s(name))],
-            parents,
-            vec![],
+        let (_, _, principal_entity) = remembered(
+            &self.built.principals,
+            actor_id,
+            |(k, n, _)| k == kind && n == name,
+            || {
+                let parents = self.groups.get(actor_id).into_iter().flatten().cloned();
+                let e = entity(
+                    principal.clone(),
+                    vec![("id", s(actor_id)), ("kind", s(kind)), ("name", s(name))],
+                    parents.collect(),
+                    vec![],
+                );
+                (kind.to_owned(), name.to_owned(), Arc::new(e))
+            },
         );
-        let resource_entity = entity(
-            resource.clone(),
-            vec![("id", s(req.resource))],
-            HashSet::new(),
-            vec![],
+        let resource_entity = remembered(
+            &self.built.resources,
+            req.resource,
+            |_| true,
+            || {
+                let e = entity(
+                    resource.clone(),
+                    vec![("id", s(req.resource))],
+                    HashSet::new(),
+                    vec![],
+                );
+                Arc::new(e)
+            },
         );
         let call_entity = entity(
             call.clone(),
@@ -506,23 +576,27 @@ impl CedarPolicy {
                 .map(|(k, v)| (k, PartialValue::from(Value::from(v))))
                 .collect(),
         );
-        let action_entity = slice.action.clone();
-        let entities = core_entities::Entities::from_entities(
-            [
-                principal_entity,
-                resource_entity,
-                call_entity,
-                action_entity,
-            ],
-            None::<&cedar_policy_core::entities::NoEntitiesSchema>,
-            TCComputation::AssumeAlreadyComputed,
-            Extensions::all_available(),
-        )
-        .map_err(|e| e.to_string())?;
+        let entities = core_entities::Entities::new()
+            .add_entities(
+                [
+                    principal_entity,
+                    resource_entity,
+                    Arc::new(call_entity),
+                    Arc::clone(&slice.action),
+                ],
+                None::<&cedar_policy_core::entities::NoEntitiesSchema>,
+                TCComputation::AssumeAlreadyComputed,
+                Extensions::all_available(),
+            )
+            .map_err(|e| e.to_string())?;
         // Only what the policies read: an attribute no policy names cannot change a decision.
         let mut context = BTreeMap::new();
         for (k, v) in req.context {
-            if slice.reads.as_ref().is_none_or(|r| r.contains(k)) {
+            if slice
+                .reads
+                .as_ref()
+                .is_none_or(|r| r.iter().any(|read| read == k))
+            {
                 context.insert(k.into(), v.value());
             }
         }
@@ -562,6 +636,7 @@ impl CedarPolicy {
                 _ => reads = None,
             }
         }
+        let reads = reads.map(|r| r.into_iter().collect());
         let action = ast::Entity::new_with_attr_partial_value(
             uid(&self.action_type, operation),
             [],
@@ -572,7 +647,7 @@ impl CedarPolicy {
         let slice = Arc::new(Slice {
             policies,
             reads,
-            action,
+            action: Arc::new(action),
         });
         if let Ok(mut cache) = self.slices.by_operation.write() {
             if cache.len() >= MAX_SLICES {
@@ -807,6 +882,8 @@ mod tests {
             @id("fresh") forbid (principal, action, resource) when { context.credential.age_secs > 86400 };
             @id("finance-ok") permit (principal in Custody::Group::"finance", action, resource);
             @id("freeze") forbid (principal, action in Custody::Action::"k8s:*", resource) when { resource.id like "k8s://prod/*" };
+            @id("bot-reads") forbid (principal == Custody::Principal::"bot", action == Custody::Action::"db:rows.read", resource) when { context.hour < 5 };
+            @id("typed") permit (principal is Custody::Principal, action in [Custody::Action::"db:*", Custody::Action::"erp:refund.create"], resource is Custody::Resource);
         "#;
         let groups = BTreeMap::from([("finance".to_owned(), vec!["fatima".to_owned()])]);
         let p = CedarPolicy::from_sources(&[("s.cedar".into(), src.into())], &groups).unwrap();
@@ -870,6 +947,53 @@ mod tests {
         assert!(seen_errors > 0);
         for id in p.ids() {
             assert!(seen.contains(id), "{id} never held");
+        }
+    }
+
+    #[test]
+    fn entities_remembered_follow_the_principal_and_resource() {
+        let src = r#"@id("p") permit (principal, action, resource) when { principal.kind == "agent" && resource.id == "r1" };"#;
+        let p =
+            CedarPolicy::from_sources(&[("s.cedar".into(), src.into())], &BTreeMap::new()).unwrap();
+        let req = |kind, name, resource| CedarRequest {
+            actor: ("bot", kind, name),
+            operation: "db:rows.read",
+            resource,
+            params: vec![],
+            mutating: false,
+            context: vec![],
+        };
+        let attr = |e: &Entities, ty: &str, id: &str, name: &str| {
+            let uid = cedar_policy::EntityUid::from_type_name_and_id(
+                ty.parse().unwrap(),
+                cedar_policy::EntityId::new(id),
+            );
+            let value = e.get(&uid).unwrap().attr(name).unwrap().unwrap();
+            value.to_string()
+        };
+        for (kind, name, resource, allowed) in [
+            ("agent", "", "r1", true),
+            ("human", "", "r1", false),
+            ("agent", "Bot", "r2", false),
+            ("agent", "Bot", "r1", true),
+        ] {
+            let (_, e) = p.build(req(kind, name, resource)).unwrap();
+            assert_eq!(
+                attr(&e, "Custody::Principal", "bot", "kind"),
+                format!("{kind:?}")
+            );
+            assert_eq!(
+                attr(&e, "Custody::Principal", "bot", "name"),
+                format!("{name:?}")
+            );
+            assert_eq!(
+                attr(&e, "Custody::Resource", resource, "id"),
+                format!("{resource:?}")
+            );
+            assert_eq!(
+                p.decide(req(kind, name, resource)).unwrap().allowed,
+                allowed
+            );
         }
     }
 
