@@ -114,11 +114,10 @@ BEGIN SELECT RAISE(ABORT, 'custody: the log only grows'); END;
 ///   (it is in the WAL, in the OS's hands) and the file can never be corrupted; a power loss
 ///   or OS crash may lose the transactions committed since the last WAL checkpoint. `FULL`
 ///   would add an fsync to every batch.
-/// - `wal_autocheckpoint` of 32 MiB of pages (8,192 at 4 KiB, 1,024 at 32 KiB; SQLite's
-///   default is 1,000 pages): fewer checkpoints during ingest, and an index page that several
-///   batches rewrite is copied back to the database once (about 15% less CPU per event);
-///   `journal_size_limit` trims the WAL file back to 64 MiB after a checkpoint. Counted in
-///   bytes, not pages: at 256 MiB a checkpoint after a batch took 8.6 ms instead of 0.4.
+/// - `wal_autocheckpoint = 8192` pages (32 MiB, default 1000): fewer checkpoints during
+///   ingest, and an index page that several batches rewrite is copied back to the database
+///   once (about 15% less CPU per event); `journal_size_limit` trims the WAL file back to
+///   64 MiB after a checkpoint.
 /// - `recursive_triggers`: `INSERT OR REPLACE` deletes rows without firing delete triggers
 ///   unless this is on. This store never uses `REPLACE`; with this on, neither can a
 ///   statement sent through this connection.
@@ -129,22 +128,12 @@ BEGIN SELECT RAISE(ABORT, 'custody: the log only grows'); END;
 /// row costs a lookup into `events` for nothing.
 const CONNECTION_PRAGMAS: &str = "
     PRAGMA synchronous = NORMAL;
+    PRAGMA wal_autocheckpoint = 8192;
     PRAGMA journal_size_limit = 67108864;
     PRAGMA recursive_triggers = ON;
     PRAGMA cache_size = -65536;
     PRAGMA temp_store = MEMORY;
 ";
-
-/// The WAL size at which a commit copies the WAL back into the database (see
-/// [`CONNECTION_PRAGMAS`]).
-const WAL_BYTES: i64 = 32 << 20;
-
-/// The page size of a new store. Events are appended whole (a few hundred bytes to a few KiB
-/// of canonical JSON) and the link index takes a row per key and batch: with 32 KiB pages a
-/// batch is fewer WAL frames, fewer page splits and half the system time of 4 KiB pages, and
-/// ingest of 200k events into a new store takes about 20% less time (1M events: 8%; README
-/// "Performance"). A store created with another page size keeps it.
-const PAGE_SIZE: i64 = 32 << 10;
 
 /// The `links` rows of one key with the event of each row's first index, in log order.
 const LINKS_OF_KEY: &str = "SELECT e.idx, e.body, e.leaf_hash, l.more FROM links AS l \
@@ -223,11 +212,6 @@ impl SqliteStore {
             }
         }
         conn.execute_batch(CONNECTION_PRAGMAS).map_err(db)?;
-        let page_size: i64 = conn
-            .pragma_query_value(None, "page_size", |r| r.get(0))
-            .map_err(db)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_BYTES / page_size.max(512))
-            .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(64);
         let store = SqliteStore { conn, path };
         store.check_log_state()?;
@@ -256,10 +240,6 @@ impl SqliteStore {
         };
         let (mut app, mut version, mut objects) = header(conn)?;
         if (app, version, objects) == (0, 0, 0) {
-            // Only an empty database takes a page size; one another process has just
-            // created keeps its own.
-            conn.pragma_update(None, "page_size", PAGE_SIZE)
-                .map_err(db)?;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;

@@ -140,35 +140,6 @@ fn a_reopened_file_keeps_everything() {
     assert_eq!(store.lookup(Lookup::Chain("run-10")).unwrap().len(), 3);
 }
 
-fn page_size(path: &Path) -> i64 {
-    Connection::open(path)
-        .unwrap()
-        .pragma_query_value(None, "page_size", |r| r.get(0))
-        .unwrap()
-}
-
-#[test]
-fn new_stores_have_32_kib_pages_and_older_ones_keep_theirs() {
-    let (_dir, path, mut store) = temp_store();
-    let events = synthetic_events(0, 600);
-    store.append_batch(&events[..300], &[]).unwrap();
-    drop(store);
-    assert_eq!(page_size(&path), 32 * 1024);
-    // A store as builds before this one made it: 4 KiB pages.
-    let raw = Connection::open(&path).unwrap();
-    raw.execute_batch("PRAGMA journal_mode = DELETE; PRAGMA page_size = 4096; VACUUM;")
-        .unwrap();
-    drop(raw);
-    assert_eq!(page_size(&path), 4096);
-    let mut store = SqliteStore::open(&path).unwrap();
-    store.append_batch(&events[300..], &[]).unwrap();
-    assert_eq!(store.size().unwrap(), 600);
-    assert_eq!(store.root().unwrap(), root(&leaves(&events)));
-    assert_eq!(store.lookup(Lookup::Chain("run-10")).unwrap().len(), 3);
-    drop(store);
-    assert_eq!(page_size(&path), 4096);
-}
-
 const CRASH_DIR: &str = "CUSTODY_SQLITE_CRASH_TEST_DIR";
 
 /// The child half of `committed_batches_survive_a_process_crash`: appends, then aborts
