@@ -241,13 +241,15 @@ struct Built {
 /// A principal's entity with the kind and name it was built with.
 type PrincipalEntity = (String, String, Arc<ast::Entity>);
 
-/// Bound on each of [`Built`]'s maps; past it the map starts over.
+/// Bound on each of [`Built`]'s maps; past it the map starts over (as [`Slices`] does).
 const MAX_BUILT: usize = 65_536;
 
-/// `map[key]`, else `make()` remembered under `key` (the map starting over at [`MAX_BUILT`]).
+/// `map[key]` when it `fits`, else `make()` remembered under `key` (the map starting over
+/// once it holds `max`).
 fn remembered<V: Clone>(
     map: &RwLock<HashMap<String, V>>,
     key: &str,
+    max: usize,
     fits: impl Fn(&V) -> bool,
     make: impl FnOnce() -> V,
 ) -> V {
@@ -258,7 +260,7 @@ fn remembered<V: Clone>(
     }
     let v = make();
     if let Ok(mut m) = map.write() {
-        if m.len() >= MAX_BUILT {
+        if m.len() >= max {
             m.clear();
         }
         m.insert(key.to_owned(), v.clone());
@@ -537,6 +539,7 @@ impl CedarPolicy {
         let (_, _, principal_entity) = remembered(
             &self.built.principals,
             actor_id,
+            MAX_BUILT,
             |(k, n, _)| k == kind && n == name,
             || {
                 let parents = self.groups.get(actor_id).into_iter().flatten().cloned();
@@ -552,6 +555,7 @@ impl CedarPolicy {
         let resource_entity = remembered(
             &self.built.resources,
             req.resource,
+            MAX_BUILT,
             |_| true,
             || {
                 let e = entity(
@@ -612,11 +616,16 @@ impl CedarPolicy {
 
     /// The policies that can apply to `operation` and what they need (see [`Slices`]).
     fn slice(&self, operation: &str) -> Arc<Slice> {
-        if let Ok(cache) = self.slices.by_operation.read() {
-            if let Some(slice) = cache.get(operation) {
-                return Arc::clone(slice);
-            }
-        }
+        remembered(
+            &self.slices.by_operation,
+            operation,
+            MAX_SLICES,
+            |_| true,
+            || self.new_slice(operation),
+        )
+    }
+
+    fn new_slice(&self, operation: &str) -> Arc<Slice> {
         let groups = operation_groups(operation);
         let applies_here = |applies: &Applies| match applies {
             Applies::Any => true,
@@ -644,18 +653,11 @@ impl CedarPolicy {
             groups.iter().map(|g| uid(&self.action_type, g)).collect(),
             [],
         );
-        let slice = Arc::new(Slice {
+        Arc::new(Slice {
             policies,
             reads,
             action: Arc::new(action),
-        });
-        if let Ok(mut cache) = self.slices.by_operation.write() {
-            if cache.len() >= MAX_SLICES {
-                cache.clear();
-            }
-            cache.insert(operation.to_owned(), Arc::clone(&slice));
-        }
-        slice
+        })
     }
 
     /// Evaluates the policies that can apply to `operation` on a request built by
