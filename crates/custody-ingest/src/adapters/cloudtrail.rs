@@ -11,6 +11,7 @@
 
 use serde_json::{Map, Value};
 
+use super::tape::Json;
 use super::util::{self, at, copy, first_text, put, skip, text, Conv};
 
 const DELEGATING: [&str; 6] = [
@@ -22,8 +23,8 @@ const DELEGATING: [&str; 6] = [
     "GetSessionToken",
 ];
 
-/// Converts one CloudTrail record.
-pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, String> {
+/// Converts one CloudTrail record (a `&Value`, or a record read into a tape).
+pub(crate) fn convert<'a, J: Json<'a>>(r: J, options: &super::Options) -> Result<Conv, String> {
     let id = text(r, &["eventID"]).ok_or("missing `eventID`")?;
     let event_name = text(r, &["eventName"]).ok_or("missing `eventName`")?;
     let time = util::time_at(r, &[&["eventTime"]]).ok_or("missing or unreadable `eventTime`")?;
@@ -34,20 +35,22 @@ pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, Strin
     let event_source = text(r, &["eventSource"]).unwrap_or("unknown.amazonaws.com");
     let service = event_source.split('.').next().unwrap_or(event_source);
     let region = text(r, &["awsRegion"]).unwrap_or("");
-    let uid = r.get("userIdentity").unwrap_or(&Value::Null);
-    let access_key = text(uid, &["accessKeyId"]);
+    let uid = r.get("userIdentity");
+    // `userIdentity` text at `path`.
+    let ut = |path: &[&str]| uid.and_then(|u| text(u, path));
+    let access_key = ut(&["accessKeyId"]);
     let error = text(r, &["errorCode"]);
     let mut out = Vec::new();
 
-    let actor = actor_of(uid);
-    let by_service = text(uid, &["type"]) == Some("AWSService");
+    let actor = uid.and_then(actor_of);
+    let by_service = ut(&["type"]) == Some("AWSService");
 
     // The delegation an STS call made.
     if DELEGATING.contains(&event_name) && error.is_none() {
         if let Some(new_key) = text(r, &["responseElements", "credentials", "accessKeyId"]) {
             let from = match &actor {
                 Some(a) => a.clone(),
-                None => match text(uid, &["invokedBy"]).or_else(|| text(r, &["invokedBy"])) {
+                None => match ut(&["invokedBy"]).or_else(|| text(r, &["invokedBy"])) {
                     Some(svc) => util::principal(svc, "service"),
                     None => util::principal("unknown", "unknown"),
                 },
@@ -56,7 +59,7 @@ pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, Strin
                 .or_else(|| text(r, &["responseElements", "federatedUser", "arn"]))
                 .or_else(|| {
                     (event_name == "GetSessionToken")
-                        .then(|| text(uid, &["arn"]))
+                        .then(|| ut(&["arn"]))
                         .flatten()
                 })
                 .unwrap_or("unknown");
@@ -72,7 +75,7 @@ pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, Strin
             put(
                 &mut credential,
                 "expires",
-                at(r, &["responseElements", "credentials", "expiration"]).and_then(util::time_of),
+                util::time_at(r, &[&["responseElements", "credentials", "expiration"]]),
             );
             let mut attrs = Map::new();
             attrs.insert("event_name".into(), event_name.into());
@@ -100,7 +103,7 @@ pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, Strin
                 "source_identity",
                 text(r, &["requestParameters", "sourceIdentity"])
                     .or_else(|| text(r, &["responseElements", "sourceIdentity"]))
-                    .or_else(|| text(uid, &["sessionContext", "sourceIdentity"])),
+                    .or_else(|| ut(&["sessionContext", "sourceIdentity"])),
             );
             copy(
                 &mut attrs,
@@ -126,7 +129,9 @@ pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, Strin
                 r,
                 &["responseElements", "assumedRoleUser", "assumedRoleId"],
             );
-            copy(&mut attrs, "identity_provider", uid, &["identityProvider"]);
+            if let Some(uid) = uid {
+                copy(&mut attrs, "identity_provider", uid, &["identityProvider"]);
+            }
             copy(
                 &mut attrs,
                 "subject_from_web_identity",
@@ -139,7 +144,7 @@ pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, Strin
             put(
                 &mut attrs,
                 "session_issuer",
-                text(uid, &["sessionContext", "sessionIssuer", "arn"]),
+                ut(&["sessionContext", "sessionIssuer", "arn"]),
             );
             if at(r, &["requestParameters", "policy"]).is_some() {
                 attrs.insert("session_policy".into(), true.into());
@@ -157,7 +162,7 @@ pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, Strin
             ]);
             // The scope of the role or user handed out, from an IAM snapshot when given.
             if let (Some(obj), Some(iam)) = (d.as_object_mut(), &options.iam) {
-                if let Some(scope) = iam.scope_for(to_arn, text(uid, &["arn"])) {
+                if let Some(scope) = iam.scope_for(to_arn, ut(&["arn"])) {
                     obj.insert("scope".into(), scope);
                 }
             }
@@ -180,10 +185,9 @@ pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, Strin
             Some(code) if is_denied(code) => "denied",
             Some(_) => "failure",
         };
-        let read_only = r.get("readOnly").and_then(|v| match v {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) => s.parse::<bool>().ok(),
-            _ => None,
+        let read_only = r.get("readOnly").and_then(|v| {
+            v.as_bool()
+                .or_else(|| v.as_str().and_then(|s| s.parse::<bool>().ok()))
         });
         let mutating = match read_only {
             Some(ro) => !ro,
@@ -201,37 +205,41 @@ pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, Strin
         copy(&mut attrs, "user_agent", r, &["userAgent"]);
         copy(&mut attrs, "error_code", r, &["errorCode"]);
         copy(&mut attrs, "error_message", r, &["errorMessage"]);
-        copy(&mut attrs, "identity_type", uid, &["type"]);
-        copy(&mut attrs, "principal_id", uid, &["principalId"]);
-        copy(&mut attrs, "invoked_by", uid, &["invokedBy"]);
+        if let Some(uid) = uid {
+            copy(&mut attrs, "identity_type", uid, &["type"]);
+            copy(&mut attrs, "principal_id", uid, &["principalId"]);
+            copy(&mut attrs, "invoked_by", uid, &["invokedBy"]);
+        }
         put(
             &mut attrs,
             "session_issuer",
-            text(uid, &["sessionContext", "sessionIssuer", "arn"]),
+            ut(&["sessionContext", "sessionIssuer", "arn"]),
         );
         put(
             &mut attrs,
             "source_identity",
-            text(uid, &["sessionContext", "sourceIdentity"]),
+            ut(&["sessionContext", "sourceIdentity"]),
         );
-        copy(
-            &mut attrs,
-            "mfa_authenticated",
-            uid,
-            &["sessionContext", "attributes", "mfaAuthenticated"],
-        );
-        copy(
-            &mut attrs,
-            "session_created",
-            uid,
-            &["sessionContext", "attributes", "creationDate"],
-        );
-        copy(
-            &mut attrs,
-            "ec2_role_delivery",
-            uid,
-            &["sessionContext", "ec2RoleDelivery"],
-        );
+        if let Some(uid) = uid {
+            copy(
+                &mut attrs,
+                "mfa_authenticated",
+                uid,
+                &["sessionContext", "attributes", "mfaAuthenticated"],
+            );
+            copy(
+                &mut attrs,
+                "session_created",
+                uid,
+                &["sessionContext", "attributes", "creationDate"],
+            );
+            copy(
+                &mut attrs,
+                "ec2_role_delivery",
+                uid,
+                &["sessionContext", "ec2RoleDelivery"],
+            );
+        }
         copy(&mut attrs, "vpc_endpoint_id", r, &["vpcEndpointId"]);
         for (key, name) in [
             ("userName", "target_user"),
@@ -240,9 +248,8 @@ pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, Strin
         ] {
             copy(&mut attrs, name, r, &["requestParameters", key]);
         }
-        if let Some(Value::Array(items)) = r.get("resources") {
+        if let Some(items) = r.get("resources").and_then(J::items) {
             let arns: Vec<Value> = items
-                .iter()
                 .filter_map(|i| text(i, &["ARN"]))
                 .map(Value::from)
                 .collect();
@@ -297,7 +304,7 @@ pub(crate) fn convert(r: &Value, options: &super::Options) -> Result<Conv, Strin
 }
 
 /// The caller as a principal, when `userIdentity` names one.
-fn actor_of(uid: &Value) -> Option<Value> {
+fn actor_of<'a, J: Json<'a>>(uid: J) -> Option<Value> {
     let typ = text(uid, &["type"]).unwrap_or("");
     let arn = text(uid, &["arn"]);
     match typ {
@@ -352,15 +359,17 @@ fn is_denied(code: &str) -> bool {
 
 /// The resource a call touched: the first `resources[].ARN`, else one named in the
 /// request, else the service in the region and account.
-fn resource_of(r: &Value, service: &str, region: &str, account: &str) -> String {
+fn resource_of<'a, J: Json<'a>>(r: J, service: &str, region: &str, account: &str) -> String {
     if let Some(arn) = r
         .get("resources")
-        .and_then(Value::as_array)
-        .and_then(|items| items.iter().find_map(|i| text(i, &["ARN"])))
+        .and_then(J::items)
+        .and_then(|mut items| items.find_map(|i| text(i, &["ARN"])))
     {
         return arn.to_owned();
     }
-    let p = r.get("requestParameters").unwrap_or(&Value::Null);
+    let Some(p) = r.get("requestParameters") else {
+        return service_arn(service, region, account);
+    };
     if let Some(bucket) = text(p, &["bucketName"]) {
         return match text(p, &["key"]) {
             Some(key) => format!("arn:aws:s3:::{bucket}/{key}"),
@@ -381,12 +390,7 @@ fn resource_of(r: &Value, service: &str, region: &str, account: &str) -> String 
             }
         }
     }
-    // IAM and the other global services have no region in their ARNs.
-    let region = if matches!(service, "iam" | "organizations" | "route53" | "cloudfront") {
-        ""
-    } else {
-        region
-    };
+    let region = region_of(service, region);
     let named = [
         ("userName", "user/"),
         ("roleName", "role/"),
@@ -407,10 +411,25 @@ fn resource_of(r: &Value, service: &str, region: &str, account: &str) -> String 
         return format!("arn:aws:{service}:{region}:{account}:{first}");
     }
     if let Some(first) = at(p, &["instancesSet", "items"])
-        .and_then(Value::as_array)
-        .and_then(|items| items.iter().find_map(|i| text(i, &["instanceId"])))
+        .and_then(J::items)
+        .and_then(|mut items| items.find_map(|i| text(i, &["instanceId"])))
     {
         return format!("arn:aws:ec2:{region}:{account}:instance/{first}");
     }
+    service_arn(service, region, account)
+}
+
+/// IAM and the other global services have no region in their ARNs.
+fn region_of<'r>(service: &str, region: &'r str) -> &'r str {
+    if matches!(service, "iam" | "organizations" | "route53" | "cloudfront") {
+        ""
+    } else {
+        region
+    }
+}
+
+/// The ARN of a service in a region and account.
+fn service_arn(service: &str, region: &str, account: &str) -> String {
+    let region = region_of(service, region);
     format!("arn:aws:{service}:{region}:{account}")
 }

@@ -54,7 +54,7 @@ pub(crate) fn convert(r: &Value) -> Result<Conv, String> {
     // The authorization check for the resource named, else the first.
     let chosen = authz
         .iter()
-        .find(|a| resource_name.is_some() && text(a, &["resource"]) == resource_name)
+        .find(|a| resource_name.is_some() && text(**a, &["resource"]) == resource_name)
         .or_else(|| authz.first())
         .copied();
     let permission = chosen.and_then(|a| text(a, &["permission"]));
@@ -151,8 +151,8 @@ pub(crate) fn convert(r: &Value) -> Result<Conv, String> {
             .iter()
             .map(|a| {
                 json!({
-                    "permission": text(a, &["permission"]),
-                    "resource": text(a, &["resource"]),
+                    "permission": text(*a, &["permission"]),
+                    "resource": text(*a, &["resource"]),
                     "granted": a.get("granted").and_then(Value::as_bool).unwrap_or(false),
                 })
             })

@@ -19,6 +19,13 @@ pub(crate) fn is_json(bytes: &[u8]) -> bool {
     serde_json::from_slice::<Valid>(bytes).is_ok()
 }
 
+/// [`is_json`] of one record of a document, faster: a record without escapes is read into a
+/// [`Tape`](super::tape::Tape), which accepts only what `serde_json` accepts; anything the
+/// tape does not accept is asked of `serde_json`, so the answer is always [`is_json`]'s.
+pub(crate) fn is_record_json(bytes: &[u8]) -> bool {
+    super::tape::Tape::check(bytes) || is_json(bytes)
+}
+
 /// A JSON value, checked and dropped as it is read.
 struct Valid;
 
@@ -151,10 +158,10 @@ fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
 fn skip_string(bytes: &[u8], mut i: usize) -> Option<usize> {
     i += 1;
     loop {
+        i += memchr::memchr2(b'"', b'\\', bytes.get(i..)?)?;
         match bytes.get(i)? {
             b'"' => return Some(i + 1),
-            b'\\' => i += 2,
-            _ => i += 1,
+            _ => i += 2,
         }
     }
 }
@@ -253,7 +260,7 @@ pub(crate) fn scan<R: std::io::Read>(
         Some(b'{') => {
             let start = pos + 1;
             pos = w.ws(start)?;
-            one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+            one_line = one_line && no_newline(w.buf.get(start..pos).unwrap_or_default());
             if !w.ensure(pos + RECORDS_KEY.len())?
                 || !w.buf.get(pos..).is_some_and(|b| b.starts_with(RECORDS_KEY))
             {
@@ -261,13 +268,13 @@ pub(crate) fn scan<R: std::io::Read>(
             }
             let start = pos + RECORDS_KEY.len();
             pos = w.ws(start)?;
-            one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+            one_line = one_line && no_newline(w.buf.get(start..pos).unwrap_or_default());
             if w.byte(pos)? != Some(b':') {
                 return Ok(None);
             }
             let start = pos + 1;
             pos = w.ws(start)?;
-            one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+            one_line = one_line && no_newline(w.buf.get(start..pos).unwrap_or_default());
             if w.byte(pos)? != Some(b'[') {
                 return Ok(None);
             }
@@ -278,7 +285,7 @@ pub(crate) fn scan<R: std::io::Read>(
     let mut records = Vec::new();
     let start = pos + 1;
     pos = w.ws(start)?;
-    one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+    one_line = one_line && no_newline(w.buf.get(start..pos).unwrap_or_default());
     if w.byte(pos)? == Some(b']') {
         pos += 1;
     } else {
@@ -301,15 +308,15 @@ pub(crate) fn scan<R: std::io::Read>(
             if !check(record, range.clone()) {
                 return Ok(None);
             }
-            one_line &= newlines(record) == 0;
+            one_line = one_line && no_newline(record);
             records.push(range);
             pos = w.ws(end)?;
-            one_line &= newlines(w.buf.get(end..pos).unwrap_or_default()) == 0;
+            one_line = one_line && no_newline(w.buf.get(end..pos).unwrap_or_default());
             match w.byte(pos)? {
                 Some(b',') => {
                     let start = pos + 1;
                     pos = w.ws(start)?;
-                    one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+                    one_line = one_line && no_newline(w.buf.get(start..pos).unwrap_or_default());
                 }
                 Some(b']') => {
                     pos += 1;
@@ -323,7 +330,7 @@ pub(crate) fn scan<R: std::io::Read>(
     let start = pos;
     pos = w.ws(start)?;
     if in_object {
-        one_line &= newlines(w.buf.get(start..pos).unwrap_or_default()) == 0;
+        one_line = one_line && no_newline(w.buf.get(start..pos).unwrap_or_default());
         if w.byte(pos)? != Some(b'}') {
             return Ok(None);
         }
@@ -339,8 +346,12 @@ pub(crate) fn scan<R: std::io::Read>(
 /// The largest record [`scan`] looks for (a larger one ends the scan: read the ordinary way).
 const MAX_RECORD: usize = 256 << 20;
 
+fn no_newline(bytes: &[u8]) -> bool {
+    memchr::memchr(b'\n', bytes).is_none()
+}
+
 fn newlines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 /// The part of the input [`scan`] holds: `buf` starts at byte `base` of the input.
@@ -400,9 +411,11 @@ impl<R: std::io::Read> Window<R> {
         }
     }
 
-    /// Drops what lies before `pos` once it is most of the block; the new index of `pos`.
+    /// Drops what lies before `pos` once it is most of the block and little is left after
+    /// it to move (or the window has grown to a few blocks); the new index of `pos`.
     fn compact(&mut self, pos: usize) -> usize {
-        if pos < BLOCK / 2 {
+        let left = self.buf.len().saturating_sub(pos);
+        if pos < BLOCK / 2 || (left > BLOCK / 8 && pos < 4 * BLOCK) {
             return pos;
         }
         self.buf.drain(..pos);

@@ -3,7 +3,10 @@
 use custody_model::Timestamp;
 use serde_json::{Map, Value};
 
+use super::tape::Json;
+
 /// What an adapter made of one record.
+#[derive(Debug, PartialEq)]
 pub(crate) enum Conv {
     /// These events (possibly none).
     Events(Vec<Value>),
@@ -43,14 +46,14 @@ pub(crate) fn json_kind(value: &Value) -> &'static str {
 }
 
 /// The value at `path` (object keys).
-pub(crate) fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(value, |v, k| v.get(*k))
+pub(crate) fn at<'a, J: Json<'a>>(value: J, path: &[&str]) -> Option<J> {
+    path.iter().try_fold(value, |v, k| v.get(k))
 }
 
 /// The non-empty string at `path`.
-pub(crate) fn text<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub(crate) fn text<'a, J: Json<'a>>(value: J, path: &[&str]) -> Option<&'a str> {
     at(value, path)
-        .and_then(Value::as_str)
+        .and_then(J::as_str)
         .filter(|s| !s.trim().is_empty())
 }
 
@@ -65,13 +68,11 @@ pub(crate) fn scalar(value: &Value, path: &[&str]) -> Option<String> {
 }
 
 /// The first string of the array at `path` (or the string itself).
-pub(crate) fn first_text<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
-    match at(value, path)? {
-        Value::String(s) if !s.is_empty() => Some(s),
-        Value::Array(items) => items
-            .iter()
-            .find_map(Value::as_str)
-            .filter(|s| !s.is_empty()),
+pub(crate) fn first_text<'a, J: Json<'a>>(value: J, path: &[&str]) -> Option<&'a str> {
+    let found = at(value, path)?;
+    match (found.as_str(), found.items()) {
+        (Some(s), _) => Some(s).filter(|s| !s.is_empty()),
+        (None, Some(mut items)) => items.find_map(J::as_str).filter(|s| !s.is_empty()),
         _ => None,
     }
 }
@@ -109,9 +110,14 @@ pub(crate) fn put(map: &mut Map<String, Value>, key: &str, value: Option<impl In
 }
 
 /// Copies `path` of `from` into `map[key]` when present and not null.
-pub(crate) fn copy(map: &mut Map<String, Value>, key: &str, from: &Value, path: &[&str]) {
+pub(crate) fn copy<'a, J: Json<'a>>(
+    map: &mut Map<String, Value>,
+    key: &str,
+    from: J,
+    path: &[&str],
+) {
     if let Some(v) = at(from, path).filter(|v| !v.is_null()) {
-        map.insert(key.to_owned(), v.clone());
+        map.insert(key.to_owned(), v.to_value());
     }
 }
 
@@ -199,8 +205,13 @@ fn month_day_year(s: &str) -> Option<String> {
 }
 
 /// The first present timestamp among `paths`.
-pub(crate) fn time_at(value: &Value, paths: &[&[&str]]) -> Option<String> {
-    paths.iter().find_map(|p| at(value, p).and_then(time_of))
+pub(crate) fn time_at<'a, J: Json<'a>>(value: J, paths: &[&[&str]]) -> Option<String> {
+    paths.iter().find_map(|p| {
+        at(value, p).and_then(|v| match v.as_str() {
+            Some(s) => time_text(s.trim()),
+            None => time_of(&v.to_value()),
+        })
+    })
 }
 
 /// What kind of change a verb (the start of an operation name) makes.
