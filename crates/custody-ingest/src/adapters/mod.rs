@@ -573,6 +573,9 @@ impl Converter {
                     }
                 }
             }
+            Body::Line(line)
+                if self.may_be_cloudtrail(&line)
+                    && self.convert_tape(number, line.trim_ascii(), stats, out) => {}
             Body::Line(line) => match serde_json::from_slice::<Value>(line.trim_ascii()) {
                 Ok(value) => {
                     for record in unit_records(value) {
@@ -653,10 +656,22 @@ impl Converter {
         }
     }
 
-    /// Converts a CloudTrail record of a checked document through a [`Tape`], without a
-    /// `Value` of the record: `false` (nothing done) for a record that has escapes, is of
-    /// another format, or that the adapter refuses (the `Value` path then gives the same
-    /// items, with its own rendering of the record in the rejection).
+    /// Whether a line is worth reading through a [`Tape`] first: CloudTrail is forced or the
+    /// line names CloudTrail's `eventVersion` (other lines would be read twice).
+    fn may_be_cloudtrail(&self, line: &[u8]) -> bool {
+        match self.format {
+            Some(Format::CloudTrail) => true,
+            None => memchr::memmem::find(line, b"\"eventVersion\"").is_some(),
+            Some(_) => false,
+        }
+    }
+
+    /// Converts a CloudTrail record through a [`Tape`], without a `Value` of the record
+    /// (the tape accepts only JSON that `serde_json` reads as the same value, so unchecked
+    /// lines can come here too): `false` (nothing done) for a record the tape leaves to
+    /// `serde_json` (escapes, ...), of another format, or that the adapter refuses (the
+    /// `Value` path then gives the same items, with its own rendering of the record in the
+    /// rejection).
     fn convert_tape(
         &self,
         number: u64,
@@ -1090,6 +1105,31 @@ mod tests {
         assert!(want.iter().all(Result::is_ok));
         assert_eq!(got, want);
         assert_eq!(stats.records, 2 * records.len() as u64);
+    }
+
+    #[test]
+    fn ndjson_cloudtrail_lines_read_through_a_tape_give_what_values_give() {
+        // Every CloudTrail record of tests/data one per line, with lines of other formats,
+        // a broken line and an escaped one between them.
+        let mut records = all_cloudtrail_records();
+        records.push(json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a"}));
+        records.push(json!({"eventVersion": "1.08", "eventSource": "s3.amazonaws.com"}));
+        records.push(json!({"eventVersion": "1.08", "userIdentity": {"type": "IAMUser",
+            "arn": "arn:aws:iam::1:user/a\"b"}, "eventID": "e", "eventName": "GetObject",
+            "eventTime": "2024-01-01T00:00:00Z"}));
+        let mut input = Vec::new();
+        for r in &records {
+            input.extend(serde_json::to_vec(r).unwrap());
+            input.push(b'\n');
+        }
+        input.extend(b"{\"eventVersion\": 1,\n");
+        let (got, stats) = items(input);
+        let mut want = one_by_one(&records, |i| i as u64 + 1);
+        assert!(matches!(got.last(), Some(Err(_))), "the broken line is quarantined");
+        want.push(got.last().unwrap().clone());
+        assert_eq!(got, want);
+        assert_eq!(stats.records, records.len() as u64 + 1);
+        assert!(records.len() > 50, "{}", records.len());
     }
 
     #[test]
