@@ -1114,9 +1114,11 @@ mod tests {
         let mut records = all_cloudtrail_records();
         records.push(json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a"}));
         records.push(json!({"eventVersion": "1.08", "eventSource": "s3.amazonaws.com"}));
-        records.push(json!({"eventVersion": "1.08", "userIdentity": {"type": "IAMUser",
+        records.push(
+            json!({"eventVersion": "1.08", "userIdentity": {"type": "IAMUser",
             "arn": "arn:aws:iam::1:user/a\"b"}, "eventID": "e", "eventName": "GetObject",
-            "eventTime": "2024-01-01T00:00:00Z"}));
+            "eventTime": "2024-01-01T00:00:00Z"}),
+        );
         let mut input = Vec::new();
         for r in &records {
             input.extend(serde_json::to_vec(r).unwrap());
@@ -1125,7 +1127,10 @@ mod tests {
         input.extend(b"{\"eventVersion\": 1,\n");
         let (got, stats) = items(input);
         let mut want = one_by_one(&records, |i| i as u64 + 1);
-        assert!(matches!(got.last(), Some(Err(_))), "the broken line is quarantined");
+        assert!(
+            matches!(got.last(), Some(Err(_))),
+            "the broken line is quarantined"
+        );
         want.push(got.last().unwrap().clone());
         assert_eq!(got, want);
         assert_eq!(stats.records, records.len() as u64 + 1);
