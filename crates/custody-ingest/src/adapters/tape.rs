@@ -197,7 +197,10 @@ impl<'a> Parser<'a> {
         let len = memchr::memchr(b'"', self.bytes.get(start..)?)?;
         let contents = self.bytes.get(start..start + len)?;
         // (A fold, not `any`: without the early exit the loop is vectorised.)
-        if contents.iter().fold(false, |control, &b| control | (b < 0x20)) {
+        if contents
+            .iter()
+            .fold(false, |control, &b| control | (b < 0x20))
+        {
             return None;
         }
         self.i = start + len + 1;
