@@ -87,6 +87,10 @@ fn base64_run_is_secret(run: &str) -> bool {
 /// Spans of runs of base64 characters (`A-Za-z0-9/+`, then up to two `=`) that are secrets
 /// by [`base64_run_is_secret`] or start like an AWS session token.
 fn secret_base64_runs(text: &str) -> Vec<(usize, usize)> {
+    // Only runs of 32 or more count: shorter text has none.
+    if text.len() < 32 {
+        return Vec::new();
+    }
     let bytes = text.as_bytes();
     let is_b64 = |b: u8| b.is_ascii_alphanumeric() || b == b'/' || b == b'+';
     let mut spans = Vec::new();
