@@ -281,6 +281,16 @@ pub struct Stats {
 
 impl Stats {
     /// Adds `other` (the counts of another part of the same input) to these.
+    /// Counts one record of `format` (the name is copied only the first time).
+    fn count_format(&mut self, format: Format) {
+        match self.formats.get_mut(format.name()) {
+            Some(n) => *n += 1,
+            None => {
+                self.formats.insert(format.name().to_owned(), 1);
+            }
+        }
+    }
+
     pub fn merge(&mut self, other: Stats) {
         self.records += other.records;
         self.events += other.events;
@@ -631,7 +641,7 @@ impl Converter {
                 return;
             }
         };
-        *stats.formats.entry(format.name().to_owned()).or_default() += 1;
+        stats.count_format(format);
         if !record.is_object() {
             let reason = format!(
                 "{format} record is a JSON {}, not an object",
@@ -693,7 +703,7 @@ impl Converter {
         match cloudtrail::convert(record, &self.options) {
             Ok(conv) => {
                 stats.records += 1;
-                *stats.formats.entry(format.name().to_owned()).or_default() += 1;
+                stats.count_format(format);
                 emit(&self.file, format, number, conv, stats, out);
                 true
             }
