@@ -466,6 +466,29 @@ fn scan_file(file: &File) -> Option<split::Scanned> {
 /// document.
 const STREAM_FROM: u64 = 1 << 20;
 
+thread_local! {
+    /// What a converting thread reads a [`Body::File`] group into.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Groups up to this size are read into the thread's [`READ_BUFFER`]; a larger one (huge
+/// records) into a buffer of its own, so that no thread keeps one that size.
+const KEPT_BUFFER: usize = 4 << 20;
+
+/// Calls `f` with `len` bytes to read into: the thread's buffer, grown to the largest group
+/// read and never shrunk, so the bytes are neither allocated nor zeroed again per group.
+fn with_read_buffer<T>(len: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
+    if len > KEPT_BUFFER {
+        return f(&mut vec![0; len]);
+    }
+    READ_BUFFER.with_borrow_mut(|buffer| {
+        if buffer.len() < len {
+            buffer.resize(len, 0);
+        }
+        f(buffer.get_mut(..len).unwrap_or_default())
+    })
+}
+
 /// Records per [`Body::File`] (one read of the file each).
 const FILE_GROUP: usize = 32;
 
@@ -562,8 +585,8 @@ impl Converter {
                 self.convert_bytes(number, doc.get(range).unwrap_or_default(), stats, out);
             }
             Body::File(file, span, records) => {
-                let mut bytes = vec![0; usize::try_from(span.end - span.start).unwrap_or(0)];
-                match read_at(&file, &mut bytes, span.start) {
+                let len = usize::try_from(span.end - span.start).unwrap_or(0);
+                with_read_buffer(len, |bytes| match read_at(&file, bytes, span.start) {
                     Ok(()) => {
                         for (number, range) in records {
                             self.convert_bytes(
@@ -581,7 +604,7 @@ impl Converter {
                             reject(&self.file, stats, out, number, reason, "");
                         }
                     }
-                }
+                });
             }
             Body::Line(line)
                 if self.may_be_cloudtrail(&line)
