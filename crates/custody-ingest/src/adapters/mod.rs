@@ -280,7 +280,6 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Adds `other` (the counts of another part of the same input) to these.
     /// Counts one record of `format` (the name is copied only the first time).
     fn count_format(&mut self, format: Format) {
         match self.formats.get_mut(format.name()) {
@@ -291,6 +290,7 @@ impl Stats {
         }
     }
 
+    /// Adds `other` (the counts of another part of the same input) to these.
     pub fn merge(&mut self, other: Stats) {
         self.records += other.records;
         self.events += other.events;

@@ -85,7 +85,7 @@ pub(crate) struct Tape<'a> {
     nodes: Vec<Node<'a>>,
 }
 
-/// Deepest nesting read (serde_json's own limit; the check has enforced it already).
+/// Deepest nesting read (serde_json's own limit; anything deeper is left to serde_json).
 const MAX_DEPTH: usize = 128;
 
 impl<'a> Tape<'a> {
@@ -95,30 +95,14 @@ impl<'a> Tape<'a> {
     /// JSON, or hold what only `serde_json` can judge (a number with a long exponent, nesting
     /// deeper than its limit): the caller then asks `serde_json`.
     pub(crate) fn parse(bytes: &'a [u8]) -> Option<Tape<'a>> {
-        if memchr::memchr(b'\\', bytes).is_some() {
-            return None;
-        }
-        let mut parser = Parser::new(bytes, true)?;
-        parser.value(0)?;
-        parser.ws();
-        (parser.i == bytes.len()).then_some(Tape {
+        Parser::read(bytes, true).map(|parser| Tape {
             nodes: parser.nodes,
         })
     }
 
     /// Whether [`Tape::parse`] accepts `bytes`, without keeping the tape.
     pub(crate) fn check(bytes: &[u8]) -> bool {
-        if memchr::memchr(b'\\', bytes).is_some() {
-            return false;
-        }
-        let Some(mut parser) = Parser::new(bytes, false) else {
-            return false;
-        };
-        if parser.value(0).is_none() {
-            return false;
-        }
-        parser.ws();
-        parser.i == bytes.len()
+        Parser::read(bytes, false).is_some()
     }
 
     /// The record's top value.
@@ -140,6 +124,18 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    /// `bytes` read whole as one value (the nodes kept when `keep`); `None` as
+    /// [`Tape::parse`] says.
+    fn read(bytes: &'a [u8], keep: bool) -> Option<Parser<'a>> {
+        if memchr::memchr(b'\\', bytes).is_some() {
+            return None;
+        }
+        let mut parser = Parser::new(bytes, keep)?;
+        parser.value(0)?;
+        parser.ws();
+        (parser.i == bytes.len()).then_some(parser)
+    }
+
     fn new(bytes: &'a [u8], keep: bool) -> Option<Parser<'a>> {
         Some(Parser {
             text: std::str::from_utf8(bytes).ok()?,
