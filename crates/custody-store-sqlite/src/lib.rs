@@ -108,6 +108,15 @@ WHEN NEW.size < OLD.size OR NEW.id IS NOT OLD.id
 BEGIN SELECT RAISE(ABORT, 'custody: the log only grows'); END;
 "#;
 
+/// The page size of a new store, in bytes (SQLite's default is 4096; a store created
+/// before 2026-12-02 keeps 4096, which works the same). An event is about a kilobyte, so a
+/// 4 KiB page held four: the writer paid SQLite's per-page costs (a WAL frame with its
+/// header, checksum and two `pwrite`s, a B-tree page split, a page copied back at a
+/// checkpoint) for every fourth event. With 16 KiB pages, 100k CloudTrail records ingested
+/// 6–15% faster (alternating rounds, median wall time and CPU); 32 and 64 KiB were no
+/// better than 16.
+const PAGE_SIZE: u32 = 16_384;
+
 /// Settings of every connection.
 ///
 /// - `synchronous = NORMAL` in WAL mode: a committed batch survives a crash of the process
@@ -245,6 +254,9 @@ impl SqliteStore {
         };
         let (mut app, mut version, mut objects) = header(conn)?;
         if (app, version, objects) == (0, 0, 0) {
+            // Takes effect only in an empty database, and only outside a transaction.
+            conn.pragma_update(None, "page_size", PAGE_SIZE)
+                .map_err(db)?;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db)?;
