@@ -12,7 +12,6 @@
 //! batch has committed, so an ingest killed part-way never claims more than is stored,
 //! and re-running it completes the rest (already-stored lines count as duplicates).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal};
 
@@ -46,6 +45,14 @@ pub struct Ingester {
     options: adapters::Options,
     /// A second handle on the store, for the housekeeping the writer then need not do.
     maintenance: std::sync::Mutex<Option<Box<dyn custody_store::Store>>>,
+}
+
+/// Where prepared batches go: the writer's channel, and the emptied vectors of written
+/// batches coming back. A batch of ten thousand events is megabytes: reusing its vector keeps
+/// the collector from asking the allocator for fresh memory (zeroed by the kernel) every batch.
+struct Outlet {
+    tx: crossbeam_channel::Sender<Prepared>,
+    spare: crossbeam_channel::Receiver<Vec<NewEvent>>,
 }
 
 enum Prepared {
@@ -107,8 +114,13 @@ struct PreparedChunk {
     stats: adapters::Stats,
 }
 
-fn prepare_chunk(preparer: &Preparer, file: &str, chunk: RawChunk) -> PreparedChunk {
-    let mut events = Vec::with_capacity(chunk.lines.len());
+fn prepare_chunk(
+    preparer: &Preparer,
+    file: &str,
+    chunk: RawChunk,
+    mut events: Vec<NewEvent>,
+) -> PreparedChunk {
+    events.reserve(chunk.lines.len());
     let mut rejected = Vec::new();
     for raw in chunk.lines {
         let origin = LineOrigin {
@@ -151,25 +163,58 @@ fn prepare_adapted_chunk(
     preparer: &Preparer,
     converter: &adapters::Converter,
     chunk: Vec<adapters::Next>,
+    mut events: Vec<NewEvent>,
 ) -> PreparedChunk {
-    let mut out = PreparedChunk {
-        events: Vec::with_capacity(chunk.len() + chunk.len() / 4),
-        ..PreparedChunk::default()
+    // Sized for the records (a group read from a file is many), so it seldom grows.
+    let records: usize = chunk.iter().map(adapters::Next::records).sum();
+    events.reserve(records + records / 4);
+    let mut stats = adapters::Stats::default();
+    let mut sink = Preparing {
+        preparer,
+        events,
+        rejected: Vec::new(),
     };
-    let mut items = VecDeque::new();
     for next in chunk {
         match next {
-            adapters::Next::Item(item) => items.push_back(item),
-            adapters::Next::Raw(raw) => converter.convert(raw, &mut out.stats, &mut items),
-        }
-        for item in items.drain(..) {
-            match preparer.prepare_adapted(item) {
-                Ok(ev) => out.events.push(for_the_writer(ev)),
-                Err(rej) => out.rejected.push(rej),
-            }
+            adapters::Next::Item(item) => adapters::Sink::item(&mut sink, item),
+            adapters::Next::Raw(raw) => converter.convert(raw, &mut stats, &mut sink),
         }
     }
-    out
+    PreparedChunk {
+        events: sink.events,
+        rejected: sink.rejected,
+        stats,
+        ..PreparedChunk::default()
+    }
+}
+
+/// Prepares what a converter makes, as it makes it (drafts while the record they borrow
+/// from is still there).
+struct Preparing<'p> {
+    preparer: &'p Preparer,
+    events: Vec<NewEvent>,
+    rejected: Vec<Rejected>,
+}
+
+impl Preparing<'_> {
+    fn keep(&mut self, prepared: Result<NewEvent, Rejected>) {
+        match prepared {
+            Ok(ev) => self.events.push(for_the_writer(ev)),
+            Err(rej) => self.rejected.push(rej),
+        }
+    }
+}
+
+impl adapters::Sink for Preparing<'_> {
+    fn item(&mut self, item: adapters::Item) {
+        let prepared = self.preparer.prepare_adapted(item);
+        self.keep(prepared);
+    }
+
+    fn draft(&mut self, origin: LineOrigin, draft: adapters::draft::Obj<'_>) {
+        let prepared = self.preparer.prepare_draft(origin, draft);
+        self.keep(prepared);
+    }
 }
 
 /// How many threads prepare: one per core, at least one. On two cores the writer shares
@@ -188,10 +233,11 @@ fn workers() -> usize {
 /// Runs `work` on [`workers`] threads over the chunks `next_chunk` yields (it says when a
 /// chunk is the last), dealt round-robin; a collector takes the prepared chunks back in the
 /// same round-robin order (so the log keeps the input order) and sends batches of [`BATCH`]
-/// to the writer, then the adapters' counts.
+/// to the writer, then the adapters' counts. `work` gets an empty vector for the events
+/// (the collector hands each worker's emptied ones back, so their memory is reused).
 fn in_parallel<C: Send>(
-    tx: &crossbeam_channel::Sender<Prepared>,
-    work: &(dyn Fn(C) -> PreparedChunk + Sync),
+    outlet: &Outlet,
+    work: &(dyn Fn(C, Vec<NewEvent>) -> PreparedChunk + Sync),
     mut next_chunk: impl FnMut() -> (C, bool),
 ) {
     let n = workers().max(1);
@@ -201,17 +247,19 @@ fn in_parallel<C: Send>(
         for _ in 0..n {
             let (raw_tx, raw_rx) = crossbeam_channel::bounded::<C>(CHUNKS_IN_FLIGHT);
             let (done_tx, done_rx) = crossbeam_channel::bounded::<PreparedChunk>(CHUNKS_IN_FLIGHT);
+            let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<NewEvent>>(CHUNKS_IN_FLIGHT);
             scope.spawn(move || {
                 for chunk in raw_rx {
-                    if done_tx.send(work(chunk)).is_err() {
+                    let spare = back_rx.try_recv().unwrap_or_default();
+                    if done_tx.send(work(chunk, spare)).is_err() {
                         break;
                     }
                 }
             });
             to_workers.push(raw_tx);
-            from_workers.push(done_rx);
+            from_workers.push((done_rx, back_tx));
         }
-        scope.spawn(move || collect_chunks(&from_workers, tx));
+        scope.spawn(move || collect_chunks(&from_workers, outlet));
         for w in (0..n).cycle() {
             let (chunk, last) = next_chunk();
             let sent = to_workers.get(w).is_some_and(|t| t.send(chunk).is_ok());
@@ -230,11 +278,11 @@ fn produce_native(
     preparer: &Preparer,
     file: &str,
     input: Box<dyn BufRead + Send>,
-    tx: &crossbeam_channel::Sender<Prepared>,
+    outlet: &Outlet,
 ) {
     let mut reader = NdjsonReader::new(input);
-    let work = |chunk: RawChunk| prepare_chunk(preparer, file, chunk);
-    in_parallel(tx, &work, || {
+    let work = |chunk: RawChunk, spare| prepare_chunk(preparer, file, chunk, spare);
+    in_parallel(outlet, &work, || {
         let mut chunk = RawChunk {
             lines: Vec::with_capacity(CHUNK),
             ..RawChunk::default()
@@ -261,25 +309,32 @@ fn produce_native(
 
 /// Takes prepared chunks from the workers in round-robin order and sends them on as batches.
 fn collect_chunks(
-    from_workers: &[crossbeam_channel::Receiver<PreparedChunk>],
-    tx: &crossbeam_channel::Sender<Prepared>,
+    from_workers: &[(
+        crossbeam_channel::Receiver<PreparedChunk>,
+        crossbeam_channel::Sender<Vec<NewEvent>>,
+    )],
+    outlet: &Outlet,
 ) {
+    let tx = &outlet.tx;
     let mut events = Vec::with_capacity(BATCH);
     let mut rejected = Vec::new();
     let mut bytes = 0;
     let mut target = FIRST_BATCH;
     let mut stats = adapters::Stats::default();
-    'collect: for rx in from_workers.iter().cycle() {
+    'collect: for (rx, back) in from_workers.iter().cycle() {
         let Ok(chunk) = rx.recv() else {
             break 'collect;
         };
         let mut chunk_events = chunk.events;
-        if events.is_empty() {
-            events = chunk_events;
-            events.reserve(BATCH);
-        } else {
-            events.append(&mut chunk_events);
+        if events.capacity() == 0 {
+            // A new batch: in a written batch's vector when one is back.
+            match outlet.spare.try_recv() {
+                Ok(spare) => events = spare,
+                Err(_) => events.reserve(BATCH),
+            }
         }
+        events.append(&mut chunk_events);
+        let _ = back.try_send(chunk_events);
         rejected.extend(chunk.rejected);
         bytes = chunk.bytes;
         stats.merge(chunk.stats);
@@ -315,7 +370,7 @@ fn produce_adapted(
     options: &adapters::Options,
     path: Option<&str>,
     len: Option<u64>,
-    tx: &crossbeam_channel::Sender<Prepared>,
+    outlet: &Outlet,
 ) {
     let opened = path.and_then(|p| {
         adapters::read_file(format, std::path::Path::new(p), file, options.clone()).ok()
@@ -331,8 +386,10 @@ fn produce_adapted(
         }
     };
     let converter = records.converter();
-    let work = |chunk: Vec<adapters::Next>| prepare_adapted_chunk(preparer, &converter, chunk);
-    in_parallel(tx, &work, || {
+    let work = |chunk: Vec<adapters::Next>, spare| {
+        prepare_adapted_chunk(preparer, &converter, chunk, spare)
+    };
+    in_parallel(outlet, &work, || {
         let mut chunk = Vec::new();
         let mut weight = 0;
         while weight < ADAPTED_CHUNK {
@@ -347,7 +404,7 @@ fn produce_adapted(
         (chunk, false)
     });
     // What reading itself counted (documents that are not JSON, unreadable input).
-    let _ = tx.send(Prepared::Stats(records.stats().clone()));
+    let _ = outlet.tx.send(Prepared::Stats(records.stats().clone()));
 }
 
 impl Ingester {
@@ -471,6 +528,8 @@ impl Ingester {
         bar: Option<&ProgressBar>,
     ) -> Result<()> {
         let (tx, rx) = crossbeam_channel::bounded::<Prepared>(2);
+        let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<NewEvent>>(2);
+        let outlet = Outlet { tx, spare };
         let preparer = self.preparer.clone();
         let file = name.to_owned();
         let mut input = input;
@@ -489,7 +548,7 @@ impl Ingester {
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || {
                 if native {
-                    produce_native(&preparer, &file, input, &tx);
+                    produce_native(&preparer, &file, input, &outlet);
                 } else {
                     produce_adapted(
                         &preparer,
@@ -499,13 +558,15 @@ impl Ingester {
                         &options,
                         path.as_deref(),
                         len,
-                        &tx,
+                        &outlet,
                     );
                 }
             });
             scope.spawn(move || {
-                for spent in spent_rx {
-                    drop(spent);
+                for mut spent in spent_rx {
+                    spent.clear();
+                    // Back to the collector for a next batch (dropped when it is done).
+                    let _ = spare_tx.try_send(spent);
                     if let Some(m) = &maintenance {
                         // Best effort: a checkpoint that fails now is done by a later one,
                         // or when the store closes.

@@ -7,7 +7,10 @@
 //! quarantine). The [`adapters`] read third-party logs (CloudTrail, GCP audit, Kubernetes
 //! audit, Vault audit, OpenTelemetry, GitHub Actions; `docs/formats.md` lists every field read)
 //! and yield the same `serde_json::Value` objects, which go through the same path
-//! ([`Preparer::prepare_adapted`]). This crate never writes storage.
+//! ([`Preparer::prepare_adapted`]); the CloudTrail adapter builds its events as
+//! [`adapters::draft`]s instead, which a caller can prepare as they are made
+//! ([`Preparer::prepare_draft`], to the same bytes) or take as `Value`s. This crate never
+//! writes storage.
 
 pub mod adapters;
 pub mod fuzzing;
@@ -108,6 +111,36 @@ impl Preparer {
                 .prepare_redacting(value, Some(origin.clone()))
                 .map_err(|(reason, redacted)| self.reject(origin, &reason, &redacted.to_string())),
             Err(rejected) => Err(self.reject(rejected.origin, &rejected.reason, &rejected.excerpt)),
+        }
+    }
+
+    /// Prepares an event an adapter built as a draft ([`adapters::Sink::draft`]) as
+    /// [`Preparer::prepare_adapted`] prepares the draft's `Value`, to the same canonical
+    /// bytes, leaf hash and quarantine entry, without building the `Value`. The typed event
+    /// comes without its `attributes`: they are in the canonical bytes, the one copy the
+    /// store keeps, and typing them is most of what a draft saves.
+    pub fn prepare_draft(
+        &self,
+        origin: LineOrigin,
+        mut draft: adapters::draft::Obj<'_>,
+    ) -> Result<NewEvent, Rejected> {
+        draft.redact(&self.redactor);
+        let attributes = draft.take("attributes");
+        let typed = Event::from_fields(&draft, |key| draft.get(key).is_some());
+        draft.restore("attributes", attributes);
+        let prepared = typed.map_err(|e| e.to_string()).and_then(|event| {
+            let canonical = draft.canonical().map_err(|e| e.to_string())?;
+            let leaf_hash = custody_merkle::leaf_hash(&canonical);
+            Ok((event, canonical, leaf_hash))
+        });
+        match prepared {
+            Ok((event, canonical, leaf_hash)) => Ok(NewEvent {
+                event,
+                canonical,
+                leaf_hash,
+                origin: Some(origin),
+            }),
+            Err(reason) => Err(self.reject(origin, &reason, &draft.to_value().to_string())),
         }
     }
 

@@ -51,16 +51,12 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     Ok(())
 }
 
-/// RFC 8785 §3.2.3: sort by UTF-16 code units. UTF-8 byte order is code point order, which
-/// differs from UTF-16 order only when a name holds a character at or above U+E000 (its UTF-8
-/// starts with a byte ≥ 0xEE); only then is the slower comparison needed.
+/// RFC 8785 §3.2.3: sort by UTF-16 code units ([`sort_members`]). UTF-8 byte order is code
+/// point order, which differs from UTF-16 order only when a name holds a character at or above
+/// U+E000 (its UTF-8 starts with a byte ≥ 0xEE); only then is the slower comparison needed.
 fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
-    let mut members: Vec<(&String, &Value)> = map.iter().collect();
-    if members.iter().any(|(k, _)| k.bytes().any(|b| b >= 0xEE)) {
-        members.sort_by(|(a, _), (b, _)| utf16_cmp(a, b));
-    } else {
-        members.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
-    }
+    let mut members: Vec<(&str, &Value)> = map.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    sort_members(&mut members);
     out.push(b'{');
     for (i, (key, value)) in members.into_iter().enumerate() {
         if i > 0 {
@@ -74,13 +70,26 @@ fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), Canon
     Ok(())
 }
 
+/// Sorts object members into RFC 8785 order (§3.2.3), for a caller writing canonical JSON
+/// from another form than a `Value` with [`write_string`] and [`write_number`].
+pub fn sort_members<V>(members: &mut [(&str, V)]) {
+    if members.iter().any(|(k, _)| k.bytes().any(|b| b >= 0xEE)) {
+        members.sort_by(|(a, _), (b, _)| utf16_cmp(a, b));
+    } else {
+        members.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+    }
+}
+
 fn utf16_cmp(a: &str, b: &str) -> Ordering {
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
 /// The escaping of ECMAScript `JSON.stringify`, which is also `serde_json`'s: `"`, `\`, and
 /// control characters (short forms where they exist, else `\u00xx` in lowercase hex).
-fn write_string(s: &str, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+///
+/// # Errors
+/// Not expected: the error of writing to memory.
+pub fn write_string(s: &str, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     // Most strings need no escape at all: copy them as they are. (A fold, not `any`:
     // without the early exit the compiler vectorises the loop.)
     let escapes = s.bytes().fold(false, |found, b| {
@@ -97,7 +106,10 @@ fn write_string(s: &str, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
 }
 
 /// RFC 8785 §3.2.2.3: the shortest ECMAScript form of the IEEE 754 double.
-fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+///
+/// # Errors
+/// A number that is not a finite double.
+pub fn write_number(n: &Number, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     const EXACT: i64 = 1 << 53;
     if let Some(i) = n.as_i64().filter(|i| (-EXACT..=EXACT).contains(i)) {
         return write!(out, "{i}").map_err(|e| CanonicalError(e.to_string()));

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -623,24 +622,35 @@ struct Common {
     attributes: Option<Value>,
 }
 
-fn fields<T: DeserializeOwned>(value: &Value) -> Result<T, EventError> {
-    T::deserialize(value).map_err(|e| EventError::Field(e.to_string()))
-}
-
 impl Event {
     /// Parses a JSON object into a typed event; the error names the offending field.
     pub fn from_value(value: &Value) -> Result<Event, EventError> {
         if !value.is_object() {
             return Err(EventError::NotAnObject(json_kind(value)));
         }
+        Event::from_fields(value, |key| value.get(key).is_some())
+    }
+
+    /// [`Event::from_value`] of a JSON object held in another form than a `Value`:
+    /// `fields` deserializes it (as a map) and `has` says whether it has a member. The same
+    /// rules and messages as [`Event::from_value`], whatever the form.
+    pub fn from_fields<'de, D>(fields: D, has: impl Fn(&str) -> bool) -> Result<Event, EventError>
+    where
+        D: Deserializer<'de> + Copy,
+    {
+        fn typed<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+            fields: D,
+        ) -> Result<T, EventError> {
+            T::deserialize(fields).map_err(|e| EventError::Field(e.to_string()))
+        }
         for required in ["id", "type", "time", "source"] {
-            if value.get(required).is_none() {
+            if !has(required) {
                 return Err(EventError::Field(format!(
                     "missing required field `{required}`"
                 )));
             }
         }
-        let common: Common = fields(value)?;
+        let common: Common = typed(fields)?;
         if common.id.is_empty() {
             return Err(EventError::Field("`id` is empty".into()));
         }
@@ -649,14 +659,14 @@ impl Event {
         }
         let kind = EventType::parse(&common.kind).ok_or(EventError::UnknownType(common.kind))?;
         let body = match kind {
-            EventType::Request => EventBody::Request(fields(value)?),
-            EventType::Delegation => EventBody::Delegation(fields(value)?),
-            EventType::Approval => EventBody::Approval(fields(value)?),
-            EventType::Action => EventBody::Action(fields(value)?),
-            EventType::Effect => EventBody::Effect(fields(value)?),
-            EventType::SecretAccess => EventBody::SecretAccess(fields(value)?),
-            EventType::Revocation => EventBody::Revocation(fields(value)?),
-            EventType::Decision => EventBody::Decision(fields(value)?),
+            EventType::Request => EventBody::Request(typed(fields)?),
+            EventType::Delegation => EventBody::Delegation(typed(fields)?),
+            EventType::Approval => EventBody::Approval(typed(fields)?),
+            EventType::Action => EventBody::Action(typed(fields)?),
+            EventType::Effect => EventBody::Effect(typed(fields)?),
+            EventType::SecretAccess => EventBody::SecretAccess(typed(fields)?),
+            EventType::Revocation => EventBody::Revocation(typed(fields)?),
+            EventType::Decision => EventBody::Decision(typed(fields)?),
         };
         Ok(Event {
             key: EventKey::new(common.source, common.id),

@@ -11,12 +11,12 @@ mod principal;
 mod redact;
 mod scope;
 
-pub use canonical::{canonical_json, CanonicalError};
+pub use canonical::{canonical_json, sort_members, write_number, write_string, CanonicalError};
 pub use event::{
     is_read_operation, Action, ActionContext, Approval, ApprovalDecision, Change, Credential,
     Decision, Delegation, Effect, Event, EventBody, EventError, EventKey, EventRef, EventType,
     Outcome, Reason, RefKind, Request, Revocation, SecretAccess, Timestamp, Verdict, Via,
 };
 pub use principal::{Principal, PrincipalKind};
-pub use redact::{Redactor, FINGERPRINT_PREFIX};
+pub use redact::{secret_by_name, Redactor, FINGERPRINT_PREFIX};
 pub use scope::{Pattern, Permission, Scope};

@@ -120,6 +120,13 @@ fn secret_base64_runs(text: &str) -> Vec<(usize, usize)> {
 }
 
 /// Field names (lowercase, without `_` and `-`) whose values are secrets.
+/// Whether the value of member `key`, in an object at `depth` (0: the event itself) whose
+/// own value is `inherited` secret, is redacted whole by [`Redactor::redact_value`]: below
+/// the top level, a member named like a secret, and everything inside a secret.
+pub fn secret_by_name(key: &str, depth: usize, inherited: bool) -> bool {
+    inherited || (depth > 0 && is_secret_field(key))
+}
+
 fn is_secret_field(name: &str) -> bool {
     const NAMES: [&str; 22] = [
         "password",
@@ -258,19 +265,13 @@ impl Redactor {
 
     fn redact_at(&self, value: &mut Value, depth: usize, secret_field: bool) -> usize {
         match value {
-            Value::String(s) => {
-                if secret_field && !s.is_empty() && !s.starts_with(FINGERPRINT_PREFIX) {
-                    *s = self.fingerprint(s);
-                    return 1;
+            Value::String(s) => match self.redact_string(s, secret_field) {
+                Some(new) => {
+                    *s = new;
+                    1
                 }
-                match self.redact_text(s) {
-                    Cow::Borrowed(_) => 0,
-                    Cow::Owned(new) => {
-                        *s = new;
-                        1
-                    }
-                }
-            }
+                None => 0,
+            },
             Value::Array(items) => items
                 .iter_mut()
                 .map(|v| self.redact_at(v, depth + 1, secret_field))
@@ -278,17 +279,14 @@ impl Redactor {
             Value::Object(map) => {
                 let mut changed = 0;
                 for (key, v) in map.iter_mut() {
-                    let by_name = secret_field || (depth > 0 && is_secret_field(key));
+                    let by_name = secret_by_name(key, depth, secret_field);
                     changed += self.redact_at(v, depth + 1, by_name);
                 }
                 // A key can hold a secret too (e.g. a token used as a map key).
                 if map.keys().any(|k| k.len() >= 20) {
                     let renamed: Vec<(String, String)> = map
                         .keys()
-                        .filter_map(|k| match self.redact_text(k) {
-                            Cow::Owned(new) => Some((k.clone(), new)),
-                            Cow::Borrowed(_) => None,
-                        })
+                        .filter_map(|k| self.redact_key(k).map(|new| (k.clone(), new)))
                         .collect();
                     for (old, new) in renamed {
                         if let Some(v) = map.remove(&old) {
@@ -300,6 +298,31 @@ impl Redactor {
                 changed
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        }
+    }
+
+    /// What [`Redactor::redact_value`] makes of one string value, `None` when it stays as it
+    /// is: its fingerprint when it is the value of a secret field (`by_name`, see
+    /// [`secret_by_name`]), else [`Redactor::redact_text`] of it. For a caller that holds
+    /// JSON in another form than a `Value` and must redact it exactly the same way.
+    pub fn redact_string(&self, s: &str, by_name: bool) -> Option<String> {
+        if by_name && !s.is_empty() && !s.starts_with(FINGERPRINT_PREFIX) {
+            return Some(self.fingerprint(s));
+        }
+        match self.redact_text(s) {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(new) => Some(new),
+        }
+    }
+
+    /// What [`Redactor::redact_value`] renames an object key to, `None` when it stays.
+    pub fn redact_key(&self, key: &str) -> Option<String> {
+        if key.len() < 20 {
+            return None;
+        }
+        match self.redact_text(key) {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(new) => Some(new),
         }
     }
 }

@@ -9,10 +9,9 @@
 //!
 //! `sessionToken`, `secretAccessKey` and request/response bodies are never copied.
 
-use serde_json::{Map, Value};
-
+use super::draft::{Node, Obj};
 use super::tape::Json;
-use super::util::{self, at, copy, first_text, put, skip, text, Conv};
+use super::util::{self, at, first_text, skip, text, Conv};
 
 const DELEGATING: [&str; 6] = [
     "AssumeRole",
@@ -24,7 +23,7 @@ const DELEGATING: [&str; 6] = [
 ];
 
 /// Converts one CloudTrail record (a `&Value`, or a record read into a tape).
-pub(crate) fn convert<'a, J: Json<'a>>(r: J, options: &super::Options) -> Result<Conv, String> {
+pub(crate) fn convert<'a, J: Json<'a>>(r: J, options: &super::Options) -> Result<Conv<'a>, String> {
     let id = text(r, &["eventID"]).ok_or("missing `eventID`")?;
     let event_name = text(r, &["eventName"]).ok_or("missing `eventName`")?;
     let time = util::time_at(r, &[&["eventTime"]]).ok_or("missing or unreadable `eventTime`")?;
@@ -51,8 +50,8 @@ pub(crate) fn convert<'a, J: Json<'a>>(r: J, options: &super::Options) -> Result
             let from = match &actor {
                 Some(a) => a.clone(),
                 None => match ut(&["invokedBy"]).or_else(|| text(r, &["invokedBy"])) {
-                    Some(svc) => util::principal(svc, "service"),
-                    None => util::principal("unknown", "unknown"),
+                    Some(svc) => principal(svc, "service"),
+                    None => principal("unknown", "unknown"),
                 },
             };
             let to_arn = text(r, &["responseElements", "assumedRoleUser", "arn"])
@@ -68,109 +67,81 @@ pub(crate) fn convert<'a, J: Json<'a>>(r: J, options: &super::Options) -> Result
             } else {
                 "token_exchange"
             };
-            let mut credential = Map::new();
-            credential.insert("id".into(), new_key.into());
-            credential.insert("kind".into(), "aws_sts_session".into());
-            credential.insert("issuer".into(), format!("aws:sts:{account}").into());
-            put(
-                &mut credential,
+            let mut credential = Obj::with_capacity(4);
+            credential.put("id", new_key);
+            credential.put("kind", "aws_sts_session");
+            credential.put("issuer", format!("aws:sts:{account}"));
+            credential.put_some(
                 "expires",
                 util::time_at(r, &[&["responseElements", "credentials", "expiration"]]),
             );
-            let mut attrs = Map::new();
-            attrs.insert("event_name".into(), event_name.into());
-            copy(&mut attrs, "role_arn", r, &["requestParameters", "roleArn"]);
-            copy(
-                &mut attrs,
+            let mut attrs = Obj::with_capacity(24);
+            attrs.put("event_name", event_name);
+            attrs.copy("role_arn", r, &["requestParameters", "roleArn"]);
+            attrs.copy(
                 "role_session_name",
                 r,
                 &["requestParameters", "roleSessionName"],
             );
-            copy(
-                &mut attrs,
-                "federated_name",
-                r,
-                &["requestParameters", "name"],
-            );
-            copy(
-                &mut attrs,
+            attrs.copy("federated_name", r, &["requestParameters", "name"]);
+            attrs.copy(
                 "duration_seconds",
                 r,
                 &["requestParameters", "durationSeconds"],
             );
-            put(
-                &mut attrs,
+            attrs.put_some(
                 "source_identity",
                 text(r, &["requestParameters", "sourceIdentity"])
                     .or_else(|| text(r, &["responseElements", "sourceIdentity"]))
                     .or_else(|| ut(&["sessionContext", "sourceIdentity"])),
             );
-            copy(
-                &mut attrs,
+            attrs.copy(
                 "transitive_tag_keys",
                 r,
                 &["requestParameters", "transitiveTagKeys"],
             );
-            copy(
-                &mut attrs,
-                "session_tags",
-                r,
-                &["requestParameters", "tags"],
-            );
-            copy(
-                &mut attrs,
-                "principal_tags",
-                r,
-                &["requestParameters", "principalTags"],
-            );
-            copy(
-                &mut attrs,
+            attrs.copy("session_tags", r, &["requestParameters", "tags"]);
+            attrs.copy("principal_tags", r, &["requestParameters", "principalTags"]);
+            attrs.copy(
                 "assumed_role_id",
                 r,
                 &["responseElements", "assumedRoleUser", "assumedRoleId"],
             );
             if let Some(uid) = uid {
-                copy(&mut attrs, "identity_provider", uid, &["identityProvider"]);
+                attrs.copy("identity_provider", uid, &["identityProvider"]);
             }
-            copy(
-                &mut attrs,
+            attrs.copy(
                 "subject_from_web_identity",
                 r,
                 &["responseElements", "subjectFromWebIdentityToken"],
             );
-            copy(&mut attrs, "provider", r, &["responseElements", "provider"]);
-            copy(&mut attrs, "audience", r, &["responseElements", "audience"]);
-            copy(&mut attrs, "source_ip", r, &["sourceIPAddress"]);
-            put(
-                &mut attrs,
+            attrs.copy("provider", r, &["responseElements", "provider"]);
+            attrs.copy("audience", r, &["responseElements", "audience"]);
+            attrs.copy("source_ip", r, &["sourceIPAddress"]);
+            attrs.put_some(
                 "session_issuer",
                 ut(&["sessionContext", "sessionIssuer", "arn"]),
             );
             if at(r, &["requestParameters", "policy"]).is_some() {
-                attrs.insert("session_policy".into(), true.into());
+                attrs.put("session_policy", true);
             }
-            let mut d = util::object([
+            let mut d = Obj::of([
                 ("id", format!("{id}/delegation").into()),
                 ("type", "delegation".into()),
                 ("time", time.clone().into()),
                 ("source", source.clone().into()),
                 ("from", from),
-                ("to", util::principal(to_arn, principal_kind_of_arn(to_arn))),
+                ("to", principal(to_arn, principal_kind_of_arn(to_arn))),
                 ("via", via.into()),
-                ("credential", Value::Object(credential)),
-                ("attributes", Value::Object(attrs)),
+                ("credential", credential.into()),
+                ("attributes", attrs.into()),
             ]);
             // The scope of the role or user handed out, from an IAM snapshot when given.
-            if let (Some(obj), Some(iam)) = (d.as_object_mut(), &options.iam) {
-                if let Some(scope) = iam.scope_for(to_arn, ut(&["arn"])) {
-                    obj.insert("scope".into(), scope);
-                }
+            if let Some(iam) = &options.iam {
+                d.put_some("scope", iam.scope_for(to_arn, ut(&["arn"])).map(Node::from));
             }
             // (A key never derives from itself: the AWS documentation's examples reuse one.)
-            let parent = access_key.filter(|k| *k != new_key);
-            if let (Some(obj), Some(parent)) = (d.as_object_mut(), parent) {
-                obj.insert("parent_credential".into(), parent.into());
-            }
+            d.put_some("parent_credential", access_key.filter(|k| *k != new_key));
             out.push(d);
         }
     }
@@ -193,71 +164,63 @@ pub(crate) fn convert<'a, J: Json<'a>>(r: J, options: &super::Options) -> Result
             Some(ro) => !ro,
             None => !custody_model::is_read_operation(&operation),
         };
-        let mut context = Map::new();
-        context.insert("orchestrator".into(), "aws".into());
-        put(&mut context, "origin", text(r, &["sourceIPAddress"]));
-        let mut attrs = Map::new();
-        attrs.insert("event_source".into(), event_source.into());
-        copy(&mut attrs, "aws_region", r, &["awsRegion"]);
-        copy(&mut attrs, "event_type", r, &["eventType"]);
-        copy(&mut attrs, "event_category", r, &["eventCategory"]);
-        copy(&mut attrs, "request_id", r, &["requestID"]);
-        copy(&mut attrs, "user_agent", r, &["userAgent"]);
-        copy(&mut attrs, "error_code", r, &["errorCode"]);
-        copy(&mut attrs, "error_message", r, &["errorMessage"]);
+        let mut context = Obj::with_capacity(2);
+        context.put("orchestrator", "aws");
+        context.put_some("origin", text(r, &["sourceIPAddress"]));
+        let mut attrs = Obj::with_capacity(24);
+        attrs.put("event_source", event_source);
+        attrs.copy("aws_region", r, &["awsRegion"]);
+        attrs.copy("event_type", r, &["eventType"]);
+        attrs.copy("event_category", r, &["eventCategory"]);
+        attrs.copy("request_id", r, &["requestID"]);
+        attrs.copy("user_agent", r, &["userAgent"]);
+        attrs.copy("error_code", r, &["errorCode"]);
+        attrs.copy("error_message", r, &["errorMessage"]);
         if let Some(uid) = uid {
-            copy(&mut attrs, "identity_type", uid, &["type"]);
-            copy(&mut attrs, "principal_id", uid, &["principalId"]);
-            copy(&mut attrs, "invoked_by", uid, &["invokedBy"]);
+            attrs.copy("identity_type", uid, &["type"]);
+            attrs.copy("principal_id", uid, &["principalId"]);
+            attrs.copy("invoked_by", uid, &["invokedBy"]);
         }
-        put(
-            &mut attrs,
+        attrs.put_some(
             "session_issuer",
             ut(&["sessionContext", "sessionIssuer", "arn"]),
         );
-        put(
-            &mut attrs,
-            "source_identity",
-            ut(&["sessionContext", "sourceIdentity"]),
-        );
+        attrs.put_some("source_identity", ut(&["sessionContext", "sourceIdentity"]));
         if let Some(uid) = uid {
-            copy(
-                &mut attrs,
+            attrs.copy(
                 "mfa_authenticated",
                 uid,
                 &["sessionContext", "attributes", "mfaAuthenticated"],
             );
-            copy(
-                &mut attrs,
+            attrs.copy(
                 "session_created",
                 uid,
                 &["sessionContext", "attributes", "creationDate"],
             );
-            copy(
-                &mut attrs,
+            attrs.copy(
                 "ec2_role_delivery",
                 uid,
                 &["sessionContext", "ec2RoleDelivery"],
             );
         }
-        copy(&mut attrs, "vpc_endpoint_id", r, &["vpcEndpointId"]);
+        attrs.copy("vpc_endpoint_id", r, &["vpcEndpointId"]);
         for (key, name) in [
             ("userName", "target_user"),
             ("roleName", "target_role"),
             ("groupName", "target_group"),
         ] {
-            copy(&mut attrs, name, r, &["requestParameters", key]);
+            attrs.copy(name, r, &["requestParameters", key]);
         }
         if let Some(items) = r.get("resources").and_then(J::items) {
-            let arns: Vec<Value> = items
+            let arns: Vec<Node<'a>> = items
                 .filter_map(|i| text(i, &["ARN"]))
-                .map(Value::from)
+                .map(Node::from)
                 .collect();
             if arns.len() > 1 {
-                attrs.insert("resources".into(), arns.into());
+                attrs.put("resources", arns);
             }
         }
-        let mut a = util::object([
+        let mut a = Obj::of([
             ("id", id.into()),
             ("type", "action".into()),
             ("time", time.clone().into()),
@@ -266,17 +229,15 @@ pub(crate) fn convert<'a, J: Json<'a>>(r: J, options: &super::Options) -> Result
             ("operation", operation.into()),
             ("resource", resource.clone().into()),
             ("mutating", mutating.into()),
-            ("context", Value::Object(context)),
+            ("context", context.into()),
             ("outcome", outcome.into()),
-            ("attributes", Value::Object(attrs)),
+            ("attributes", attrs.into()),
         ]);
-        if let Some(obj) = a.as_object_mut() {
-            put(obj, "credential", access_key);
-        }
+        a.put_some("credential", access_key);
         out.push(a);
         let api_call = matches!(text(r, &["eventType"]), None | Some("AwsApiCall"));
         if mutating && error.is_none() && api_call && !DELEGATING.contains(&event_name) {
-            let mut e = util::object([
+            let mut e = Obj::of([
                 ("id", format!("{id}/effect").into()),
                 ("type", "effect".into()),
                 ("time", time.clone().into()),
@@ -286,9 +247,7 @@ pub(crate) fn convert<'a, J: Json<'a>>(r: J, options: &super::Options) -> Result
                 ("change", util::change_of(event_name).into()),
                 ("caused_by", id.into()),
             ]);
-            if let Some(obj) = e.as_object_mut() {
-                put(obj, "record", text(r, &["requestID"]));
-            }
+            e.put_some("record", text(r, &["requestID"]));
             out.push(e);
         }
     }
@@ -300,37 +259,49 @@ pub(crate) fn convert<'a, J: Json<'a>>(r: J, options: &super::Options) -> Result
         };
         return skip(why);
     }
-    Ok(Conv::Events(out))
+    Ok(Conv::Drafts(out))
 }
 
 /// The caller as a principal, when `userIdentity` names one.
-fn actor_of<'a, J: Json<'a>>(uid: J) -> Option<Value> {
+fn actor_of<'a, J: Json<'a>>(uid: J) -> Option<Node<'a>> {
     let typ = text(uid, &["type"]).unwrap_or("");
     let arn = text(uid, &["arn"]);
     match typ {
-        "Root" => Some(util::principal(arn.unwrap_or("root"), "human")),
+        "Root" => Some(principal(arn.unwrap_or("root"), "human")),
         "SAMLUser" => {
             let who = text(uid, &["userName"]).or_else(|| text(uid, &["principalId"]))?;
-            Some(util::principal(who, "human"))
+            Some(principal(who, "human"))
         }
         "WebIdentityUser" => {
             let who = text(uid, &["userName"]).or_else(|| text(uid, &["principalId"]))?;
             let github = text(uid, &["identityProvider"])
                 .is_some_and(|p| p.contains("token.actions.githubusercontent.com"));
-            Some(util::principal(
-                who,
-                if github { "pipeline" } else { "unknown" },
-            ))
+            Some(principal(who, if github { "pipeline" } else { "unknown" }))
         }
-        "AWSService" => text(uid, &["invokedBy"]).map(|s| util::principal(s, "service")),
+        "AWSService" => text(uid, &["invokedBy"]).map(|s| principal(s, "service")),
         _ => {
             let id = arn.or_else(|| text(uid, &["principalId"]))?;
-            Some(util::named(
+            Some(named(
                 id,
                 principal_kind_of_arn(id),
                 text(uid, &["userName"]),
             ))
         }
+    }
+}
+
+/// A principal object.
+fn principal<'a>(id: &'a str, kind: &'static str) -> Node<'a> {
+    Obj::of([("id", id.into()), ("kind", kind.into())]).into()
+}
+
+/// A principal object with a display name (when it differs from the id).
+fn named<'a>(id: &'a str, kind: &'static str, name: Option<&'a str>) -> Node<'a> {
+    match name {
+        Some(n) if n != id => {
+            Obj::of([("id", id.into()), ("kind", kind.into()), ("name", n.into())]).into()
+        }
+        _ => principal(id, kind),
     }
 }
 

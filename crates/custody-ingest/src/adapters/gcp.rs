@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::util::{self, at, copy, put, skip, text, Conv};
 
 /// Converts one `LogEntry` whose `protoPayload` is an `AuditLog`.
-pub(crate) fn convert(r: &Value) -> Result<Conv, String> {
+pub(crate) fn convert(r: &Value) -> Result<Conv<'static>, String> {
     let p = r.get("protoPayload").ok_or("missing `protoPayload`")?;
     let id = text(r, &["insertId"]).ok_or("missing `insertId`")?;
     let time = util::time_at(

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use super::util::{self, copy, put, skip, text, Conv};
 
 /// Converts one claims object or audit-log entry.
-pub(crate) fn convert(r: &Value) -> Result<Conv, String> {
+pub(crate) fn convert(r: &Value) -> Result<Conv<'static>, String> {
     if r.get("job_workflow_ref").is_some() || r.get("workflow_ref").is_some() {
         return oidc(r);
     }
@@ -29,7 +29,7 @@ fn actor_kind(actor: &str) -> &'static str {
     }
 }
 
-fn oidc(r: &Value) -> Result<Conv, String> {
+fn oidc(r: &Value) -> Result<Conv<'static>, String> {
     let repo = text(r, &["repository"]).ok_or("missing `repository`")?;
     let run_id = util::scalar(r, &["run_id"]).ok_or("missing `run_id`")?;
     let attempt = util::scalar(r, &["run_attempt"]).unwrap_or_else(|| "1".into());
@@ -96,7 +96,7 @@ fn oidc(r: &Value) -> Result<Conv, String> {
     })]))
 }
 
-fn audit(r: &Value) -> Result<Conv, String> {
+fn audit(r: &Value) -> Result<Conv<'static>, String> {
     let action = text(r, &["action"]).ok_or("missing `action`")?;
     let Some(actor) = text(r, &["actor"]) else {
         return skip(format!("{action} with no actor"));

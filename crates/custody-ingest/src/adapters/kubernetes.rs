@@ -24,7 +24,7 @@ const MUTATING: [&str; 9] = [
 ];
 
 /// Converts one audit `Event`.
-pub(crate) fn convert(r: &Value, options: &Options) -> Result<Conv, String> {
+pub(crate) fn convert(r: &Value, options: &Options) -> Result<Conv<'static>, String> {
     let stage = text(r, &["stage"]).unwrap_or("ResponseComplete");
     if stage == "RequestReceived" || stage == "ResponseStarted" {
         return skip(format!(

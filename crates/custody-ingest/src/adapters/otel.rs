@@ -65,7 +65,7 @@ impl Span {
 }
 
 /// Converts one OTLP JSON export (or span dump) into events.
-pub(crate) fn convert(r: &Value) -> Result<Conv, String> {
+pub(crate) fn convert(r: &Value) -> Result<Conv<'static>, String> {
     let spans = if let Some(rs) = r.get("resourceSpans") {
         otlp_spans(rs)?
     } else if let Some(list) = r.get("spans").and_then(Value::as_array) {

@@ -23,6 +23,8 @@ pub(crate) trait Json<'a>: Copy {
     fn is_array(self) -> bool;
     /// The elements of an array.
     fn items(self) -> Option<impl Iterator<Item = Self>>;
+    /// The members of an object, in order (a repeated key as often as it appears).
+    fn members(self) -> Option<impl Iterator<Item = (&'a str, Self)>>;
     /// The value as a `serde_json::Value` (what is copied into an event).
     fn to_value(self) -> Value;
 }
@@ -48,6 +50,10 @@ impl<'a> Json<'a> for &'a Value {
     }
     fn items(self) -> Option<impl Iterator<Item = Self>> {
         self.as_array().map(|items| items.iter())
+    }
+    fn members(self) -> Option<impl Iterator<Item = (&'a str, Self)>> {
+        self.as_object()
+            .map(|map| map.iter().map(|(k, v)| (k.as_str(), v)))
     }
     fn to_value(self) -> Value {
         self.clone()
@@ -411,6 +417,17 @@ impl<'t> Json<'t> for At<'t> {
         let nodes = self.nodes;
         self.is_array()
             .then(|| self.children().map(move |i| At { nodes, i }))
+    }
+    fn members(self) -> Option<impl Iterator<Item = (&'t str, Self)>> {
+        let nodes = self.nodes;
+        self.is_object().then(|| {
+            let mut children = self.children();
+            std::iter::from_fn(move || {
+                let (k, v) = (children.next()?, children.next()?);
+                let key = nodes.get(k).map_or("", |n| n.text);
+                Some((key, At { nodes, i: v }))
+            })
+        })
     }
     fn to_value(self) -> Value {
         let Some(node) = self.node() else {

@@ -7,14 +7,16 @@ use super::tape::Json;
 
 /// What an adapter made of one record.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Conv {
+pub(crate) enum Conv<'a> {
     /// These events (possibly none).
     Events(Vec<Value>),
+    /// These events, as drafts (strings borrowed from the record).
+    Drafts(Vec<super::draft::Obj<'a>>),
     /// Understood, but nothing to record; the reason is counted.
     Skip(String),
 }
 
-pub(crate) fn skip(reason: impl Into<String>) -> Result<Conv, String> {
+pub(crate) fn skip(reason: impl Into<String>) -> Result<Conv<'static>, String> {
     Ok(Conv::Skip(reason.into()))
 }
 

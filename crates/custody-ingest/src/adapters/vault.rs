@@ -15,7 +15,7 @@ use super::util::{self, at, copy, put, skip, text, Conv};
 use super::Options;
 
 /// Converts one audit entry.
-pub(crate) fn convert(r: &Value, options: &Options) -> Result<Conv, String> {
+pub(crate) fn convert(r: &Value, options: &Options) -> Result<Conv<'static>, String> {
     let typ = text(r, &["type"]).unwrap_or("");
     if typ == "request" {
         return skip("request entry (the response entry records the call)");
