@@ -30,7 +30,8 @@ use custody_store_sqlite::SqliteStore;
 use serde_json::json;
 
 /// Ingest allocates and frees many small strings on two threads; glibc's allocator spent a
-/// quarter of ingest time there (perf), mimalloc a fraction of it.
+/// quarter of ingest time there (perf), mimalloc a fraction of it. Built without transparent
+/// huge pages (the `no_thp` feature; docs/dependencies.md says why).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
