@@ -436,14 +436,28 @@ pub fn read_file(
 }
 
 /// [`split::scan`] of a file, the check of its records ([`split::is_record_json`]) on a
-/// second thread reading them back from the file as the scan finds them.
+/// second thread reading them back from the file as the scan finds them. Checking is the
+/// slower of the two: when the checker has batches waiting, the scanning thread checks the
+/// next batch itself, from the bytes it has in hand, so both threads stay busy.
 fn scan_file(file: &File) -> Option<split::Scanned> {
+    /// Batches waiting for the checker before the scanning thread checks one itself.
+    const BACKLOG: usize = 2;
+    scan_file_with(file, BACKLOG)
+}
+
+/// [`scan_file`], the scanning thread checking a batch itself whenever `backlog` batches
+/// wait for the checker (0: it checks every record; `usize::MAX`: none).
+fn scan_file_with(file: &File, backlog: usize) -> Option<split::Scanned> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     const BATCH: usize = 256;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Range<u64>>>(16);
+    let waiting = AtomicUsize::new(0);
     std::thread::scope(|scope| {
+        let waiting = &waiting;
         let checker = scope.spawn(move || {
             let mut bytes = Vec::new();
             for batch in rx {
+                waiting.fetch_sub(1, Ordering::Relaxed);
                 let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                     continue;
                 };
@@ -463,20 +477,36 @@ fn scan_file(file: &File) -> Option<split::Scanned> {
             true
         });
         let mut batch = Vec::with_capacity(BATCH);
-        let mut check = |_: &[u8], range: Range<u64>| {
+        // Records this thread still checks itself (of a batch it took on), and whether all
+        // it checked were good.
+        let mut here = 0;
+        let mut good = true;
+        let mut check = |bytes: &[u8], range: Range<u64>| {
+            if here == 0 && batch.is_empty() && waiting.load(Ordering::Relaxed) >= backlog {
+                here = BATCH;
+            }
+            if here > 0 {
+                here -= 1;
+                good = split::is_record_json(bytes);
+                return good;
+            }
             batch.push(range);
             if batch.len() < BATCH {
                 return true;
             }
+            waiting.fetch_add(1, Ordering::Relaxed);
             tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
                 .is_ok()
         };
         let scanned = split::scan(file, &mut check);
-        let sent = batch.is_empty() || tx.send(batch).is_ok();
+        let sent = batch.is_empty() || {
+            waiting.fetch_add(1, Ordering::Relaxed);
+            tx.send(batch).is_ok()
+        };
         drop(tx);
         let checked = checker.join().unwrap_or(false);
         match scanned {
-            Ok(Some(scanned)) if sent && checked => Some(scanned),
+            Ok(Some(scanned)) if sent && checked && good => Some(scanned),
             _ => None,
         }
     })
@@ -1371,6 +1401,11 @@ mod tests {
             let checked_here =
                 split::scan(File::open(&path).unwrap(), &mut |b, _| split::is_json(b)).unwrap();
             assert_eq!(scanned, checked_here);
+            // Every record checked by the scanning thread, or every one by the checker.
+            for backlog in [0, usize::MAX] {
+                let scanned = scan_file_with(&File::open(&path).unwrap(), backlog);
+                assert_eq!(scanned, checked_here, "backlog {backlog}");
+            }
             assert_eq!(scanned.map(|s| s.line), scanned_line);
             let mut from_file = read_file(None, &path, "t", Options::default()).unwrap();
             let got: Vec<Item> = from_file.by_ref().collect();
