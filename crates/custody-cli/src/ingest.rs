@@ -327,11 +327,13 @@ fn collect_chunks(
         };
         let mut chunk_events = chunk.events;
         if events.capacity() == 0 {
-            // A new batch: in a written batch's vector when one is back.
-            match outlet.spare.try_recv() {
-                Ok(spare) => events = spare,
-                Err(_) => events.reserve(BATCH),
+            // A new batch: in a written batch's vector when one is back (grown once to a
+            // full batch: the first batches are smaller, and growing a vector of events a
+            // chunk at a time copies it each time).
+            if let Ok(spare) = outlet.spare.try_recv() {
+                events = spare;
             }
+            events.reserve(BATCH);
         }
         events.append(&mut chunk_events);
         let _ = back.try_send(chunk_events);
