@@ -108,14 +108,20 @@ WHEN NEW.size < OLD.size OR NEW.id IS NOT OLD.id
 BEGIN SELECT RAISE(ABORT, 'custody: the log only grows'); END;
 "#;
 
-/// The page size of a new store, in bytes (SQLite's default is 4096; a store created
-/// before 2026-12-02 keeps 4096, which works the same). An event is about a kilobyte, so a
-/// 4 KiB page held four: the writer paid SQLite's per-page costs (a WAL frame with its
-/// header, checksum and two `pwrite`s, a B-tree page split, a page copied back at a
-/// checkpoint) for every fourth event. With 16 KiB pages, 100k CloudTrail records ingested
-/// 6–15% faster (alternating rounds, median wall time and CPU); 32 and 64 KiB were no
-/// better than 16.
-const PAGE_SIZE: u32 = 16_384;
+/// The page size of a new store, in bytes: SQLite's default, 4 KiB, set explicitly because
+/// it was chosen. An event is about a kilobyte, so larger pages make a bulk ingest cheaper
+/// (fewer WAL frames, checksums, `pwrite`s and page splits per event): with 16 KiB pages,
+/// 200k native events took 12% less CPU and 100k CloudTrail records 3.5% less wall time
+/// (alternating rounds, 2026-12-02). But every commit writes its dirty pages whole to the
+/// WAL, and `custody serve` commits one decision per request: `scripts/bench-serve.sh 10 16`
+/// gave a p99 of 5.0–11.9 ms with 16 KiB pages against 4.4–5.3 ms with 4 KiB in
+/// interleaved runs (32 KiB, tried on 2026-12-02 too: 6.4–6.6 ms), over the server's 5 ms
+/// goal. A store's page size is fixed when it is created, and the same store serves both.
+const PAGE_SIZE: u32 = 4_096;
+
+/// WAL size at which a commit checkpoints (when checkpoints are not left to a second
+/// connection), in bytes.
+const WAL_CHECKPOINT_BYTES: i64 = 32 << 20;
 
 /// Settings of every connection.
 ///
@@ -123,10 +129,12 @@ const PAGE_SIZE: u32 = 16_384;
 ///   (it is in the WAL, in the OS's hands) and the file can never be corrupted; a power loss
 ///   or OS crash may lose the transactions committed since the last WAL checkpoint. `FULL`
 ///   would add an fsync to every batch.
-/// - `wal_autocheckpoint = 8192` pages (32 MiB, default 1000): fewer checkpoints during
-///   ingest, and an index page that several batches rewrite is copied back to the database
-///   once (about 15% less CPU per event); `journal_size_limit` trims the WAL file back to
-///   64 MiB after a checkpoint.
+/// - `wal_autocheckpoint` at [`WAL_CHECKPOINT_BYTES`] (32 MiB: 8192 pages of 4 KiB, 2048 of
+///   16 KiB; SQLite's default is 1000 pages): fewer checkpoints during ingest, and an index
+///   page that several batches rewrite is copied back to the database once (about 15% less
+///   CPU per event); `journal_size_limit` trims the WAL file back to 64 MiB after a
+///   checkpoint. Set in pages, so it follows the store's page size: at 128 MiB a checkpoint
+///   after a batch took milliseconds instead of a fraction of one.
 /// - `recursive_triggers`: `INSERT OR REPLACE` deletes rows without firing delete triggers
 ///   unless this is on. This store never uses `REPLACE`; with this on, neither can a
 ///   statement sent through this connection.
@@ -142,7 +150,6 @@ const PAGE_SIZE: u32 = 16_384;
 /// row costs a lookup into `events` for nothing.
 const CONNECTION_PRAGMAS: &str = "
     PRAGMA synchronous = NORMAL;
-    PRAGMA wal_autocheckpoint = 8192;
     PRAGMA journal_size_limit = 67108864;
     PRAGMA recursive_triggers = ON;
     PRAGMA cache_size = -16384;
@@ -226,6 +233,15 @@ impl SqliteStore {
             }
         }
         conn.execute_batch(CONNECTION_PRAGMAS).map_err(db)?;
+        let page_size: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .map_err(db)?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            WAL_CHECKPOINT_BYTES / page_size.max(512),
+        )
+        .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(64);
         let store = SqliteStore { conn, path };
         store.check_log_state()?;

@@ -99,7 +99,7 @@ fn the_schema_refuses_updates_and_deletes_from_another_connection() {
 }
 
 #[test]
-fn a_new_store_has_16_kib_pages() {
+fn a_new_store_has_4_kib_pages() {
     let (_dir, path, mut store) = temp_store();
     store.append_batch(&sample_events(), &[]).unwrap();
     drop(store);
@@ -107,7 +107,7 @@ fn a_new_store_has_16_kib_pages() {
     let size: i64 = raw
         .pragma_query_value(None, "page_size", |r| r.get(0))
         .unwrap();
-    assert_eq!(size, 16_384);
+    assert_eq!(size, 4_096);
     // And the store reopens and reads back what was written.
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.size().unwrap(), sample_events().len() as u64);
