@@ -50,6 +50,7 @@ fn ingest(c: &mut Criterion) {
         )
     });
 
+    // As `custody ingest` prepares each line (`prepare_line_to_store`), on one thread.
     group.bench_function("prepare_only_100k", |b| {
         let p = custody_ingest::Preparer::new(Redactor::new(b"bench-key"));
         b.iter(|| {
@@ -60,7 +61,7 @@ fn ingest(c: &mut Criterion) {
                     line: i as u64 + 1,
                 };
                 n += p
-                    .prepare_line(line, origin)
+                    .prepare_line_to_store(line, origin)
                     .map(|e| e.canonical.len())
                     .unwrap_or(0);
             }

@@ -128,7 +128,7 @@ fn prepare_chunk(
             line: raw.line,
         };
         match raw.text {
-            Ok(text) => match preparer.prepare_line(&text, origin) {
+            Ok(text) => match preparer.prepare_line_to_store(&text, origin) {
                 Ok(ev) => events.push(for_the_writer(ev)),
                 Err(rej) => rejected.push(rej),
             },

@@ -22,7 +22,7 @@ pub mod iam;
 pub mod kubernetes;
 pub mod otel;
 mod split;
-mod tape;
+pub(crate) mod tape;
 mod util;
 pub mod vault;
 
