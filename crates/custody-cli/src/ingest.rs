@@ -121,27 +121,28 @@ fn prepare_chunk(
     mut events: Vec<NewEvent>,
 ) -> PreparedChunk {
     events.reserve(chunk.lines.len());
-    let mut rejected = Vec::new();
+    let mut sink = Preparing {
+        preparer,
+        events,
+        rejected: Vec::new(),
+    };
     for raw in chunk.lines {
         let origin = LineOrigin {
             file: file.to_owned(),
             line: raw.line,
         };
-        match raw.text {
-            Ok(text) => match preparer.prepare_line_to_store(&text, origin) {
-                Ok(ev) => events.push(for_the_writer(ev)),
-                Err(rej) => rejected.push(rej),
-            },
-            Err(reason) => rejected.push(Rejected {
+        sink.keep(match raw.text {
+            Ok(text) => preparer.prepare_line_to_store(&text, origin),
+            Err(reason) => Err(Rejected {
                 origin,
                 reason,
                 excerpt: String::new(),
             }),
-        }
+        });
     }
     PreparedChunk {
-        events,
-        rejected,
+        events: sink.events,
+        rejected: sink.rejected,
         bytes: chunk.bytes,
         read_error: chunk.read_error,
         stats: adapters::Stats::default(),

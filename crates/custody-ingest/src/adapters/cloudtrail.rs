@@ -9,7 +9,7 @@
 //!
 //! `sessionToken`, `secretAccessKey` and request/response bodies are never copied.
 
-use super::draft::{Node, Obj};
+use super::draft::{named, principal, Node, Obj};
 use super::tape::Json;
 use super::util::{self, at, first_text, skip, text, Conv};
 
@@ -287,21 +287,6 @@ fn actor_of<'a, J: Json<'a>>(uid: J) -> Option<Node<'a>> {
                 text(uid, &["userName"]),
             ))
         }
-    }
-}
-
-/// A principal object.
-fn principal<'a>(id: &'a str, kind: &'static str) -> Node<'a> {
-    Obj::of([("id", id.into()), ("kind", kind.into())]).into()
-}
-
-/// A principal object with a display name (when it differs from the id).
-fn named<'a>(id: &'a str, kind: &'static str, name: Option<&'a str>) -> Node<'a> {
-    match name {
-        Some(n) if n != id => {
-            Obj::of([("id", id.into()), ("kind", kind.into()), ("name", n.into())]).into()
-        }
-        _ => principal(id, kind),
     }
 }
 

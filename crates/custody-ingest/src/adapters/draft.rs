@@ -211,6 +211,21 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// A principal object (`util::principal` is its `Value`).
+pub(crate) fn principal<'a>(id: &'a str, kind: &'a str) -> Node<'a> {
+    Obj::of([("id", id.into()), ("kind", kind.into())]).into()
+}
+
+/// A principal object with a display name (when it differs from the id).
+pub(crate) fn named<'a>(id: &'a str, kind: &'a str, name: Option<&'a str>) -> Node<'a> {
+    match name {
+        Some(n) if n != id => {
+            Obj::of([("id", id.into()), ("kind", kind.into()), ("name", n.into())]).into()
+        }
+        _ => principal(id, kind),
+    }
+}
+
 fn redact_node(redactor: &Redactor, node: &mut Node<'_>, depth: usize, secret: bool) {
     match node {
         Node::Str(s) => {

@@ -79,29 +79,14 @@ pub(crate) fn first_text<'a, J: Json<'a>>(value: J, path: &[&str]) -> Option<&'a
     }
 }
 
-/// An object of these entries in this order: what `json!` builds, without serialising each
-/// value once more on the way in.
-pub(crate) fn object<const N: usize>(entries: [(&str, Value); N]) -> Value {
-    let mut map = Map::with_capacity(N);
-    for (key, value) in entries {
-        map.insert(key.to_owned(), value);
-    }
-    Value::Object(map)
-}
-
 /// A principal object.
 pub(crate) fn principal(id: &str, kind: &str) -> Value {
-    object([("id", id.into()), ("kind", kind.into())])
+    super::draft::principal(id, kind).to_value()
 }
 
 /// A principal object with a display name (when it differs from the id).
 pub(crate) fn named(id: &str, kind: &str, name: Option<&str>) -> Value {
-    match name {
-        Some(n) if n != id => {
-            object([("id", id.into()), ("kind", kind.into()), ("name", n.into())])
-        }
-        _ => principal(id, kind),
-    }
+    super::draft::named(id, kind, name).to_value()
 }
 
 /// Sets `key` when `value` is present.
