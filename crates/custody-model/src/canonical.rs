@@ -76,8 +76,20 @@ pub fn sort_members<V>(members: &mut [(&str, V)]) {
     if members.iter().any(|(k, _)| k.bytes().any(|b| b >= 0xEE)) {
         members.sort_by(|(a, _), (b, _)| utf16_cmp(a, b));
     } else {
-        members.sort_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+        members.sort_by(|(a, _), (b, _)| bytes_cmp(a.as_bytes(), b.as_bytes()));
     }
+}
+
+/// `a.cmp(b)` for short byte strings, inlined: keys mostly differ in their first bytes, where
+/// a call to `memcmp` for each comparison of a sort costs more than the comparison.
+#[inline]
+fn bytes_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 fn utf16_cmp(a: &str, b: &str) -> Ordering {
@@ -159,6 +171,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn bytes_cmp_is_slice_order(a in proptest::collection::vec(any::<u8>(), 0..12),
+                                    b in proptest::collection::vec(any::<u8>(), 0..12)) {
+            prop_assert_eq!(bytes_cmp(&a, &b), a.cmp(&b));
+            prop_assert_eq!(bytes_cmp(&a, &a), Ordering::Equal);
+            let longer = [a.as_slice(), b.as_slice()].concat();
+            prop_assert_eq!(bytes_cmp(&a, &longer), a.cmp(&longer));
+            prop_assert_eq!(bytes_cmp(&longer, &a), longer.cmp(&a));
+        }
+
         /// The word-at-a-time check agrees with a byte loop, wherever the byte is.
         #[test]
         fn needs_escape_finds_every_escape(

@@ -59,6 +59,20 @@ fn shape_regex() -> Option<&'static Regex> {
     .as_ref()
 }
 
+/// Runs `f` with this thread's copy of [`shape_regex`]. A regex shared by threads serves
+/// only its first user from its fast cache; every other thread takes a lock-protected pool
+/// on each search. A clone has a pool of its own, so each preparing thread searches with its
+/// own cache and no lock.
+/// (While a thread's locals are being destroyed, the shared regex serves.)
+fn with_shape_regex<R>(f: impl Fn(Option<&Regex>) -> R) -> R {
+    thread_local! {
+        static SHAPE: Option<Regex> = shape_regex().cloned();
+    }
+    SHAPE
+        .try_with(|re| f(re.as_ref()))
+        .unwrap_or_else(|_| f(shape_regex()))
+}
+
 fn url_password_regex() -> Option<&'static Regex> {
     static RE: OnceLock<Option<Regex>> = OnceLock::new();
     RE.get_or_init(|| Regex::new(r"://[^/\s:@]+:([^/\s@]+)@").ok())
@@ -84,6 +98,22 @@ fn base64_run_is_secret(run: &str) -> bool {
     }
 }
 
+/// The base64 characters `A-Za-z0-9/+`, by byte.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time, where an index out of bounds is a build error"
+)]
+static BASE64: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'/' || c == b'+';
+        b += 1;
+    }
+    table
+};
+
 /// Spans of runs of base64 characters (`A-Za-z0-9/+`, then up to two `=`) that are secrets
 /// by [`base64_run_is_secret`] or start like an AWS session token.
 fn secret_base64_runs(text: &str) -> Vec<(usize, usize)> {
@@ -92,34 +122,38 @@ fn secret_base64_runs(text: &str) -> Vec<(usize, usize)> {
         return Vec::new();
     }
     let bytes = text.as_bytes();
-    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || b == b'/' || b == b'+';
+    let is_b64 = |b: u8| BASE64.get(usize::from(b)).copied().unwrap_or(false);
     let mut spans = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if !bytes.get(i).copied().is_some_and(is_b64) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while bytes.get(i).copied().is_some_and(is_b64) {
-            i += 1;
-        }
+        let rest = bytes.get(i..).unwrap_or_default();
+        // A run: its start, its length, then up to two `=`.
+        let Some(skip) = rest.iter().position(|&b| is_b64(b)) else {
+            break;
+        };
+        let start = i + skip;
+        let len = rest
+            .get(skip..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&b| is_b64(b))
+            .count();
+        i = start + len;
         let mut end = i;
         while end < i + 2 && bytes.get(end) == Some(&b'=') {
             end += 1;
         }
-        if i - start >= 32 {
+        if len >= 32 {
             let run = text.get(start..end).unwrap_or_default();
             if base64_run_is_secret(run) || is_token_prefix(run) {
                 spans.push((start, end));
             }
         }
-        i = end.max(i);
+        i = end;
     }
     spans
 }
 
-/// Field names (lowercase, without `_` and `-`) whose values are secrets.
 /// Whether the value of member `key`, in an object at `depth` (0: the event itself) whose
 /// own value is `inherited` secret, is redacted whole by [`Redactor::redact_value`]: below
 /// the top level, a member named like a secret, and everything inside a secret.
@@ -128,52 +162,57 @@ pub fn secret_by_name(key: &str, depth: usize, inherited: bool) -> bool {
 }
 
 fn is_secret_field(name: &str) -> bool {
-    const NAMES: [&str; 22] = [
-        "password",
-        "passwd",
-        "pwd",
-        "secret",
-        "clientsecret",
-        "secretkey",
-        "secretaccesskey",
-        "awssecretaccesskey",
-        "privatekey",
-        "apikey",
-        "token",
-        "accesstoken",
-        "refreshtoken",
-        "idtoken",
-        "sessiontoken",
-        "bearertoken",
-        "authorization",
-        "cookie",
-        "setcookie",
-        "passphrase",
-        "credentials",
-        "connectionstring",
-    ];
-    // Field names are almost always short ASCII: fold them on the stack. Anything else takes
-    // the general path (a non-ASCII letter can lowercase to an ASCII one: U+212A KELVIN SIGN
-    // is `k`).
+    // Field names are almost always short ASCII: fold them on the stack and match them (a
+    // `match` on byte strings dispatches on the length first, so most names are rejected
+    // without a comparison). Anything else takes the general path (a non-ASCII letter can
+    // lowercase to an ASCII one: U+212A KELVIN SIGN is `k`).
     if name.is_ascii() {
         let mut buf = [0u8; 32];
         let mut n = 0;
         for b in name.bytes().filter(|b| *b != b'_' && *b != b'-') {
             let Some(slot) = buf.get_mut(n) else {
-                return false; // longer than any name in NAMES
+                return false; // longer than any secret field name
             };
             *slot = b.to_ascii_lowercase();
             n += 1;
         }
-        let folded = buf.get(..n).unwrap_or_default();
-        return NAMES.iter().any(|name| name.as_bytes() == folded);
+        return is_secret_name(buf.get(..n).unwrap_or_default());
     }
     let folded: String = name
         .chars()
         .filter(|c| *c != '_' && *c != '-')
         .flat_map(char::to_lowercase)
         .collect();
-    NAMES.contains(&folded.as_str())
+    is_secret_name(folded.as_bytes())
+}
+
+/// Whether a field name, lowercased and without `_` and `-`, names a secret.
+fn is_secret_name(folded: &[u8]) -> bool {
+    matches!(
+        folded,
+        b"password"
+            | b"passwd"
+            | b"pwd"
+            | b"secret"
+            | b"clientsecret"
+            | b"secretkey"
+            | b"secretaccesskey"
+            | b"awssecretaccesskey"
+            | b"privatekey"
+            | b"apikey"
+            | b"token"
+            | b"accesstoken"
+            | b"refreshtoken"
+            | b"idtoken"
+            | b"sessiontoken"
+            | b"bearertoken"
+            | b"authorization"
+            | b"cookie"
+            | b"setcookie"
+            | b"passphrase"
+            | b"credentials"
+            | b"connectionstring"
+    )
 }
 
 impl Redactor {
@@ -202,15 +241,17 @@ impl Redactor {
         }
         // The patterns are constants covered by the tests; should one ever fail to compile,
         // redact the whole text rather than nothing.
-        let Some(shape) = shape_regex() else {
-            return Cow::Owned(self.fingerprint(text));
-        };
         // Token shapes (found with the regex's literal prefilter) and long base64 runs (found
         // by one pass over the bytes), merged in order; an overlap keeps the earlier match.
-        let mut spans: Vec<(usize, usize)> = shape
-            .find_iter(text)
-            .map(|m| (m.start(), m.end()))
-            .collect();
+        let Some(mut spans) = with_shape_regex(|shape| {
+            shape.map(|re| {
+                re.find_iter(text)
+                    .map(|m| (m.start(), m.end()))
+                    .collect::<Vec<_>>()
+            })
+        }) else {
+            return Cow::Owned(self.fingerprint(text));
+        };
         spans.extend(secret_base64_runs(text));
         let text: Cow<'t, str> = if spans.is_empty() {
             Cow::Borrowed(text)
@@ -445,5 +486,81 @@ mod tests {
         let mut again = v.clone();
         assert_eq!(redactor().redact_value(&mut again), 0);
         assert_eq!(again, v);
+    }
+
+    /// The scan for base64 runs as first written, a byte at a time: the oracle for the
+    /// table-driven one.
+    fn base64_runs_reference(text: &str) -> Vec<(usize, usize)> {
+        if text.len() < 32 {
+            return Vec::new();
+        }
+        let bytes = text.as_bytes();
+        let is_b64 = |b: u8| b.is_ascii_alphanumeric() || b == b'/' || b == b'+';
+        let mut spans = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if !bytes.get(i).copied().is_some_and(is_b64) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while bytes.get(i).copied().is_some_and(is_b64) {
+                i += 1;
+            }
+            let mut end = i;
+            while end < i + 2 && bytes.get(end) == Some(&b'=') {
+                end += 1;
+            }
+            if i - start >= 32 {
+                let run = text.get(start..end).unwrap_or_default();
+                if base64_run_is_secret(run) || is_token_prefix(run) {
+                    spans.push((start, end));
+                }
+            }
+            i = end.max(i);
+        }
+        spans
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn base64_runs_are_found_as_by_the_byte_loop(
+            text in "([A-Za-z0-9/+]{0,70}[=]{0,3}[-:. /é]{0,2}){0,5}",
+        ) {
+            proptest::prop_assert_eq!(secret_base64_runs(&text), base64_runs_reference(&text));
+        }
+
+        #[test]
+        fn secret_names_match_the_list(name in "[A-Za-z_-]{0,24}|\\PC{0,12}") {
+            const NAMES: [&str; 22] = [
+                "password", "passwd", "pwd", "secret", "clientsecret", "secretkey",
+                "secretaccesskey", "awssecretaccesskey", "privatekey", "apikey", "token",
+                "accesstoken", "refreshtoken", "idtoken", "sessiontoken", "bearertoken",
+                "authorization", "cookie", "setcookie", "passphrase", "credentials",
+                "connectionstring",
+            ];
+            let folded: String = name
+                .chars()
+                .filter(|c| *c != '_' && *c != '-')
+                .flat_map(char::to_lowercase)
+                .collect();
+            proptest::prop_assert_eq!(is_secret_field(&name), NAMES.contains(&folded.as_str()));
+        }
+    }
+
+    #[test]
+    fn every_secret_name_is_known_in_any_case_and_separators() {
+        for name in [
+            "Client_Secret",
+            "x-api-key",
+            "SecretAccessKey",
+            "Set-Cookie",
+            "TOKEN",
+        ] {
+            assert_eq!(is_secret_field(name), name != "x-api-key", "{name}");
+        }
+        assert!(is_secret_field("api_key"));
+        assert!(!is_secret_field("tokens"));
+        assert!(!is_secret_field(""));
     }
 }

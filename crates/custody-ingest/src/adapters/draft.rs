@@ -17,7 +17,7 @@ use serde::de::{self, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
 use serde_json::{Map, Number, Value};
 
-use super::tape::Json;
+use super::tape::{same_key, Json};
 use super::util::at;
 
 /// A JSON value of a draft.
@@ -157,7 +157,7 @@ impl<'a> Obj<'a> {
 
     /// Sets member `key`: replaces its value when present, else adds it at the end.
     fn set(&mut self, key: Cow<'a, str>, value: Node<'a>) {
-        match self.members.iter_mut().find(|(k, _)| *k == key) {
+        match self.members.iter_mut().find(|(k, _)| same_key(k, &key)) {
             Some((_, slot)) => *slot = value,
             None => self.members.push((key, value)),
         }
@@ -167,11 +167,11 @@ impl<'a> Obj<'a> {
     pub fn get(&self, key: &str) -> Option<&Node<'a>> {
         self.members
             .iter()
-            .find_map(|(k, v)| (k.as_ref() == key).then_some(v))
+            .find_map(|(k, v)| same_key(k, key).then_some(v))
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        self.members.iter().position(|(k, _)| k.as_ref() == key)
+        self.members.iter().position(|(k, _)| same_key(k, key))
     }
 
     /// The object as a `serde_json::Value` (members in order).

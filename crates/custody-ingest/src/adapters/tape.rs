@@ -408,7 +408,7 @@ impl<'t> Json<'t> for At<'t> {
         let mut link = object.link as usize;
         while link != 0 {
             let k = self.nodes.get(link - 1)?;
-            if k.text == key {
+            if same_key(k.text, key) {
                 return Some(At {
                     nodes: self.nodes,
                     i: link,
@@ -493,6 +493,15 @@ impl<'t> Json<'t> for At<'t> {
             }
         }
     }
+}
+
+/// Whether two object keys are equal: a byte loop inlined where it is used. Keys are short
+/// and differ early, and members are searched by key many times per record, where a call to
+/// `memcmp` for every key of the right length costs more than the comparison.
+#[inline]
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 #[cfg(test)]
