@@ -62,7 +62,7 @@ fn ingest(c: &mut Criterion) {
                 };
                 n += p
                     .prepare_line_to_store(line, origin)
-                    .map(|e| e.canonical.len())
+                    .map(|e| e.canonical().len())
                     .unwrap_or(0);
             }
             n

@@ -173,7 +173,7 @@ pub fn decide_and_record(
             }),
         )
         .map_err(|e| anyhow!("cannot record the decision: {e}"))?;
-    let stored = serde_json::from_slice::<Value>(&prepared.canonical)?;
+    let stored = serde_json::from_slice::<Value>(prepared.canonical())?;
     let outcome = ledger.append(std::slice::from_ref(&prepared), &[])?;
     if !outcome.conflicts.is_empty() {
         bail!(

@@ -558,7 +558,7 @@ fn decisions_are_recorded_redacted_and_provable() {
     let prepared = Preparer::new(Redactor::new(KEY))
         .prepare_value(event, None)
         .unwrap();
-    assert!(!String::from_utf8_lossy(&prepared.canonical).contains(raw));
+    assert!(!String::from_utf8_lossy(prepared.canonical()).contains(raw));
     let outcome = fx
         .ledger
         .append(std::slice::from_ref(&prepared), &[])
@@ -577,7 +577,7 @@ fn decisions_are_recorded_redacted_and_provable() {
     assert_eq!(dec.decision, Verdict::Deny);
     assert_eq!(dec.reasons[0].rule, "unknown-credential");
     let proof = fx.ledger.inclusion_proof(size, None).unwrap();
-    assert_eq!(proof.leaf_hash, prepared.leaf_hash);
+    assert_eq!(proof.leaf_hash, prepared.leaf_hash());
     custody_merkle::verify_inclusion(
         &proof.leaf_hash,
         proof.index,

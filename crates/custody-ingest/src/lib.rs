@@ -118,13 +118,7 @@ impl Preparer {
             .get_mut("attributes")
             .map(Value::take)
             .filter(|a| !a.is_null());
-        let leaf_hash = custody_merkle::leaf_hash(&canonical);
-        Ok(NewEvent {
-            event,
-            canonical,
-            leaf_hash,
-            origin,
-        })
+        Ok(NewEvent::new(event, canonical, origin))
     }
 
     /// Prepares one item of an adapter ([`adapters::read`]): the event object is prepared
@@ -155,16 +149,10 @@ impl Preparer {
         draft.restore("attributes", attributes);
         let prepared = typed.map_err(|e| e.to_string()).and_then(|event| {
             let canonical = draft.canonical().map_err(|e| e.to_string())?;
-            let leaf_hash = custody_merkle::leaf_hash(&canonical);
-            Ok((event, canonical, leaf_hash))
+            Ok((event, canonical))
         });
         match prepared {
-            Ok((event, canonical, leaf_hash)) => Ok(NewEvent {
-                event,
-                canonical,
-                leaf_hash,
-                origin: Some(origin),
-            }),
+            Ok((event, canonical)) => Ok(NewEvent::new(event, canonical, Some(origin))),
             Err(reason) => Err(self.reject(origin, &reason, &draft.to_value().to_string())),
         }
     }
@@ -223,9 +211,9 @@ mod tests {
                 origin(2),
             )
             .unwrap();
-        assert_eq!(a.canonical, b.canonical);
-        assert_eq!(a.leaf_hash, b.leaf_hash);
-        assert_eq!(a.leaf_hash, custody_merkle::leaf_hash(&a.canonical));
+        assert_eq!(a.canonical(), b.canonical());
+        assert_eq!(a.leaf_hash(), b.leaf_hash());
+        assert_eq!(a.leaf_hash(), custody_merkle::leaf_hash(a.canonical()));
         assert_eq!(a.event.key.to_string(), "s#1");
     }
 
@@ -287,8 +275,8 @@ mod tests {
             let slow = p.prepare_line(line, origin(i as u64));
             match (fast, slow) {
                 (Ok(f), Ok(mut s)) => {
-                    assert_eq!(f.canonical, s.canonical, "{line}");
-                    assert_eq!(f.leaf_hash, s.leaf_hash);
+                    assert_eq!(f.canonical(), s.canonical(), "{line}");
+                    assert_eq!(f.leaf_hash(), s.leaf_hash());
                     assert!(f.event.attributes.is_none());
                     s.event.attributes = None;
                     assert_eq!(f.event, s.event, "{line}");

@@ -42,7 +42,7 @@ fn run_bytes(format: Option<Format>, bytes: Vec<u8>, name: &str) -> Run {
     let mut rejected = Vec::new();
     for item in records.by_ref() {
         match p.prepare_adapted(item) {
-            Ok(ev) => events.push(serde_json::from_slice::<Value>(&ev.canonical).unwrap()),
+            Ok(ev) => events.push(serde_json::from_slice::<Value>(ev.canonical()).unwrap()),
             Err(r) => rejected.push(json!({"record": r.origin.line, "reason": r.reason})),
         }
     }

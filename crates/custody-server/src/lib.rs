@@ -954,7 +954,7 @@ async fn authorize(
     })
     .await?;
     let key = prepared.event.key.clone();
-    let stored: Value = serde_json::from_slice(&prepared.canonical)
+    let stored: Value = serde_json::from_slice(prepared.canonical())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let outcome = state.0.writer.append(vec![prepared], Vec::new()).await?;
     if !outcome.conflicts.is_empty() {

@@ -121,13 +121,14 @@ fn copy_events(tx: &mut Transaction<'_>, accepted: &[(i64, &NewEvent)]) -> Store
     ];
     let mut writer = BinaryCopyInWriter::new(sink, &types);
     for (idx, e) in accepted {
+        let (canonical, leaf_hash) = (e.canonical(), e.leaf_hash());
         let row: [&(dyn ToSql + Sync); 6] = [
             idx,
             &e.event.key.source,
             &e.event.key.id,
             &e.event.event_type().as_str(),
-            &e.canonical,
-            &&e.leaf_hash[..],
+            &canonical,
+            &&leaf_hash[..],
         ];
         writer.write(&row).map_err(db)?;
     }

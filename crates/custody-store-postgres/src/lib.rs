@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use custody_merkle::{CompactRange, Hash};
 use custody_model::EventKey;
-use custody_store::batch::{self, check_leaf_hashes, hash_from, PARALLEL_CHECK};
+use custody_store::batch::{self, hash_from};
 use custody_store::{
     links, BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent,
@@ -301,13 +301,11 @@ impl PgStore {
         Ok(out)
     }
 
-    /// Writes a batch in one transaction under the append lock, committing only when
-    /// `before_commit` succeeds.
+    /// Writes a batch in one transaction under the append lock.
     fn write_batch(
         &mut self,
         events: &[NewEvent],
         rejected: &[Rejected],
-        before_commit: impl FnOnce() -> StoreResult<()>,
     ) -> StoreResult<BatchOutcome> {
         let advisory = self.advisory;
         let mut conn = self.conn()?;
@@ -347,8 +345,6 @@ impl PgStore {
                 ));
             }
         }
-        // On error the transaction is dropped: rolled back, nothing written.
-        before_commit()?;
         tx.commit().map_err(db)?;
         outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
         outcome.size = range.size();
@@ -528,21 +524,8 @@ impl Store for PgStore {
         events: &[NewEvent],
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
-        // As in the SQLite store: a wrong leaf in an append-only log could never be repaired,
-        // so the whole batch is refused; a large batch is checked on another thread while
-        // this one writes, and the transaction commits only once the check passed.
-        if events.len() < PARALLEL_CHECK {
-            check_leaf_hashes(events)?;
-            return self.write_batch(events, rejected, || Ok(()));
-        }
-        std::thread::scope(|scope| {
-            let check = scope.spawn(|| check_leaf_hashes(events));
-            self.write_batch(events, rejected, || {
-                check
-                    .join()
-                    .map_err(|_| StoreError::Backend("the leaf hash check panicked".into()))?
-            })
-        })
+        // No hash is checked here: a `NewEvent`'s leaf hash is made from its bytes.
+        self.write_batch(events, rejected)
     }
 
     fn size(&self) -> StoreResult<u64> {

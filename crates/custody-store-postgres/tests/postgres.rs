@@ -89,7 +89,7 @@ fn concurrent_appenders_build_one_log() {
     for w in 0..WRITERS {
         for e in synthetic_events(w * 100_000, PER_WRITER) {
             let got = store.get(&e.event.key).unwrap().unwrap();
-            assert_eq!(got.canonical, e.canonical, "{}", e.event.key);
+            assert_eq!(got.canonical, e.canonical(), "{}", e.event.key);
         }
     }
     for e in &shared {

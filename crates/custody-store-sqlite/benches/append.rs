@@ -17,14 +17,14 @@ const BATCH: usize = 10_000;
 
 fn bench_append(c: &mut Criterion) {
     let events = synthetic_events(0, EVENTS);
-    let bytes: u64 = events.iter().map(|e| e.canonical.len() as u64).sum();
+    let bytes: u64 = events.iter().map(|e| e.canonical().len() as u64).sum();
     eprintln!(
         "{} events, {} bytes of canonical JSON ({} bytes on average)",
         events.len(),
         bytes,
         bytes / EVENTS
     );
-    let lines: Vec<Vec<u8>> = events.iter().map(|e| e.canonical.clone()).collect();
+    let lines: Vec<Vec<u8>> = events.iter().map(|e| e.canonical().to_vec()).collect();
 
     let mut group = c.benchmark_group("sqlite");
     group.throughput(Throughput::Elements(EVENTS));

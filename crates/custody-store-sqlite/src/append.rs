@@ -170,8 +170,8 @@ fn insert_events(tx: &Connection, accepted: &[(i64, &NewEvent)]) -> StoreResult<
             stmt.raw_bind_parameter(at + 1, e.event.key.source.as_str())?;
             stmt.raw_bind_parameter(at + 2, e.event.key.id.as_str())?;
             stmt.raw_bind_parameter(at + 3, e.event.event_type().as_str())?;
-            stmt.raw_bind_parameter(at + 4, e.canonical.as_slice())?;
-            stmt.raw_bind_parameter(at + 5, &e.leaf_hash[..])
+            stmt.raw_bind_parameter(at + 4, e.canonical())?;
+            stmt.raw_bind_parameter(at + 5, &e.leaf_hash()[..])
         },
     )
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use custody_merkle::{CompactRange, Hash};
 use custody_model::EventKey;
-use custody_store::batch::{self, check_leaf_hashes, hash_from, PARALLEL_CHECK};
+use custody_store::batch::{self, hash_from};
 use custody_store::{
     links, BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent,
@@ -370,12 +370,11 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Writes a batch in one transaction, committing only when `before_commit` succeeds.
+    /// Writes a batch in one transaction (on error it is rolled back: nothing is written).
     fn write_batch(
         &mut self,
         events: &[NewEvent],
         rejected: &[Rejected],
-        before_commit: impl FnOnce() -> StoreResult<()>,
     ) -> StoreResult<BatchOutcome> {
         let tx = self
             .conn
@@ -396,8 +395,6 @@ impl SqliteStore {
                 .execute(params![to_i64(range.size(), "log size")?, range.to_bytes()])
                 .map_err(db)?;
         }
-        // On error the transaction is dropped: rolled back, nothing written.
-        before_commit()?;
         tx.commit().map_err(db)?;
         outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
         outcome.size = range.size();
@@ -449,21 +446,8 @@ impl Store for SqliteStore {
         events: &[NewEvent],
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
-        // Refuse the whole batch when a caller's hash does not match its bytes: a wrong leaf
-        // in an append-only log could never be repaired. A large batch is checked on another
-        // thread while this one writes; the transaction commits only once the check passed.
-        if events.len() < PARALLEL_CHECK {
-            check_leaf_hashes(events)?;
-            return self.write_batch(events, rejected, || Ok(()));
-        }
-        std::thread::scope(|scope| {
-            let check = scope.spawn(|| check_leaf_hashes(events));
-            self.write_batch(events, rejected, || {
-                check
-                    .join()
-                    .map_err(|_| StoreError::Backend("the leaf hash check panicked".into()))?
-            })
-        })
+        // No hash is checked here: a `NewEvent`'s leaf hash is made from its bytes.
+        self.write_batch(events, rejected)
     }
 
     fn size(&self) -> StoreResult<u64> {

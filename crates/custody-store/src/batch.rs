@@ -167,24 +167,6 @@ pub fn link_rows(accepted: &[(i64, &NewEvent)]) -> Vec<(i64, i64, Vec<u8>)> {
     rows
 }
 
-/// Batches at least this large have their leaf hashes checked on a second thread.
-pub const PARALLEL_CHECK: usize = 256;
-
-/// `Err` naming the first event whose leaf hash is not the hash of its canonical bytes: a
-/// wrong leaf in an append-only log could never be repaired, so the whole batch is refused.
-pub fn check_leaf_hashes(events: &[NewEvent]) -> StoreResult<()> {
-    match events
-        .iter()
-        .find(|e| custody_merkle::leaf_hash(&e.canonical) != e.leaf_hash)
-    {
-        Some(e) => Err(StoreError::Backend(format!(
-            "refusing {}: its leaf hash is not the hash of its canonical bytes",
-            e.event.key
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// The stored log head (`size` and the Merkle frontier's bytes) as a compact range, checked
 /// against each other; damage is `Corrupt`.
 pub fn range_from_state(size: u64, frontier: &[u8]) -> StoreResult<CompactRange> {

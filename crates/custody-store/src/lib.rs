@@ -31,16 +31,50 @@ pub struct LineOrigin {
 }
 
 /// An event ready to store: parsed, redacted, canonicalized and hashed.
+///
+/// The leaf hash is computed from the canonical bytes when the event is made
+/// ([`NewEvent::new`]), and neither can be changed afterwards: a store takes the pair as it
+/// is, with no second hashing, and a wrong leaf (which an append-only log could never
+/// repair) cannot reach it.
+///
+/// ```compile_fail
+/// fn tamper(e: &mut custody_store::NewEvent) {
+///     e.leaf_hash = [0; 32];
+/// }
+/// ```
 #[derive(Clone, Debug)]
 pub struct NewEvent {
     /// The typed event (parsed from `canonical`).
     pub event: Event,
     /// RFC 8785 canonical JSON of the redacted event: the Merkle leaf data.
-    pub canonical: Vec<u8>,
+    canonical: Vec<u8>,
     /// RFC 9162 leaf hash of `canonical`.
-    pub leaf_hash: Hash,
+    leaf_hash: Hash,
     /// Where it came from, when it came from a file.
     pub origin: Option<LineOrigin>,
+}
+
+impl NewEvent {
+    /// The event `event` whose canonical JSON is `canonical`, with its leaf hash.
+    pub fn new(event: Event, canonical: Vec<u8>, origin: Option<LineOrigin>) -> NewEvent {
+        let leaf_hash = custody_merkle::leaf_hash(&canonical);
+        NewEvent {
+            event,
+            canonical,
+            leaf_hash,
+            origin,
+        }
+    }
+
+    /// RFC 8785 canonical JSON of the redacted event: the Merkle leaf data.
+    pub fn canonical(&self) -> &[u8] {
+        &self.canonical
+    }
+
+    /// RFC 9162 leaf hash of [`NewEvent::canonical`].
+    pub fn leaf_hash(&self) -> Hash {
+        self.leaf_hash
+    }
 }
 
 /// An event as stored, with its position in the log.

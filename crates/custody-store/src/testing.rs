@@ -125,12 +125,7 @@ pub fn new_event(line: &str, origin: Option<LineOrigin>) -> NewEvent {
         .unwrap_or_else(|e| panic!("canonical JSON does not parse back ({e}): {line}"));
     let event = Event::from_value(&reparsed)
         .unwrap_or_else(|e| panic!("test event is not a valid event ({e}): {line}"));
-    NewEvent {
-        event,
-        leaf_hash: leaf_hash(&canonical),
-        canonical,
-        origin,
-    }
+    NewEvent::new(event, canonical, origin)
 }
 
 /// The lines of [`sample_events`]: one realistic chain (a credential rotation by an agent)

@@ -1212,8 +1212,8 @@ mod tests {
                     let by_draft = preparer.prepare_draft(origin, draft);
                     match (by_value, by_draft) {
                         (Ok(mut v), Ok(d)) => {
-                            assert_eq!(d.canonical, v.canonical, "{text}");
-                            assert_eq!(d.leaf_hash, v.leaf_hash);
+                            assert_eq!(d.canonical(), v.canonical(), "{text}");
+                            assert_eq!(d.leaf_hash(), v.leaf_hash());
                             v.event.attributes = None;
                             assert_eq!(format!("{:?}", d.event), format!("{:?}", v.event));
                             assert_eq!(d.origin, v.origin);
