@@ -402,3 +402,31 @@ impl<'de> de::Deserializer<'de> for &'de Node<'_> {
         unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::tape::Tape;
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// An object read from a tape, repeated keys and all, has the canonical bytes of the
+        /// object serde_json reads (a repeated key: once, with the last value).
+        #[test]
+        fn objects_with_repeated_keys_read_as_values(
+            members in prop::collection::vec(("[a-d]{0,2}", any::<i32>()), 0..12),
+            nested in any::<bool>(),
+        ) {
+            let body: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            let object = format!("{{{}}}", body.join(","));
+            let text = if nested { format!("{{\"x\":{object},\"x\":[{object}]}}") } else { object };
+            let tape = Tape::parse(text.as_bytes()).unwrap();
+            let want: Value = serde_json::from_str(&text).unwrap();
+            let Node::Object(obj) = Node::of(tape.root()) else {
+                return Err(TestCaseError::fail("not an object"));
+            };
+            prop_assert_eq!(obj.canonical().unwrap(), custody_model::canonical_json(&want).unwrap());
+        }
+    }
+}
