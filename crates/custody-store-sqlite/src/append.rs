@@ -31,9 +31,14 @@ const ROWS: usize = 32;
 /// Rows of `links` per multi-row `INSERT`.
 const LINK_ROWS: usize = 128;
 
-const EVENT_HEAD: &str = "INSERT INTO events (idx, source, id, type, body, leaf_hash) VALUES ";
+// `OR ROLLBACK`: a constraint failure ends the whole transaction at once, which is what this
+// module does with any failure anyway. Under the default (`ABORT`) a multi-row statement
+// that may fail part-way keeps a statement journal, a copy of every existing page it is
+// about to change (for link rows spread over the index, most of the pages it touches).
+const EVENT_HEAD: &str =
+    "INSERT OR ROLLBACK INTO events (idx, source, id, type, body, leaf_hash) VALUES ";
 const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?)";
-const LINK_HEAD: &str = "INSERT INTO links (key, first, more) VALUES ";
+const LINK_HEAD: &str = "INSERT OR ROLLBACK INTO links (key, first, more) VALUES ";
 const LINK_ROW: &str = "(?, ?, ?)";
 
 /// The `links` rows of a JSON array of keys.
