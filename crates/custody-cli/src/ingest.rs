@@ -237,11 +237,11 @@ fn workers() -> usize {
 /// and the last batches are written with the other core idle. At a lower priority the
 /// preparing threads take what the writer leaves (native NDJSON, 200k events, alternating
 /// rounds: 1.08 -> 1.02 s; 19 measured the same, and would starve them on a busy machine).
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+#[cfg(target_os = "linux")]
 const PREPARER_NICENESS: i32 = 5;
 
-/// Lowers this thread's priority by [`PREPARER_NICENESS`] (best effort: a failure only costs
-/// speed).
+/// Lowers this thread's priority by [`PREPARER_NICENESS`] on Linux (best effort: a failure
+/// only costs speed).
 fn yield_to_the_writer() {
     #[cfg(target_os = "linux")]
     {

@@ -300,57 +300,6 @@ impl PgStore {
         out.dedup_by_key(|e| e.index);
         Ok(out)
     }
-
-    /// Writes a batch in one transaction under the append lock.
-    fn write_batch(
-        &mut self,
-        events: &[NewEvent],
-        rejected: &[Rejected],
-    ) -> StoreResult<BatchOutcome> {
-        let advisory = self.advisory;
-        let mut conn = self.conn()?;
-        let Conn { client, .. } = &mut *conn;
-        let mut tx = client.transaction().map_err(db)?;
-        if advisory {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
-                .map_err(db)?;
-        }
-        let row = tx
-            .query_opt(
-                "SELECT size, compact_range FROM log_state WHERE id = 1 FOR UPDATE",
-                &[],
-            )
-            .map_err(db)?;
-        let mut range = range_from(&row.ok_or_else(missing_state)?)?;
-        let before = to_i64(range.size(), "log size")?;
-        let mut outcome = BatchOutcome::default();
-        append::append_events(&mut tx, events, &mut range, &mut outcome)?;
-        insert_rejected(&mut tx, rejected, &outcome.conflicts)?;
-        if outcome.accepted > 0 {
-            let updated = tx
-                .execute(
-                    "UPDATE log_state SET size = $1, compact_range = $2 WHERE id = 1 AND size = $3",
-                    &[
-                        &to_i64(range.size(), "log size")?,
-                        &range.to_bytes(),
-                        &before,
-                    ],
-                )
-                .map_err(db)?;
-            if updated != 1 {
-                return Err(StoreError::Backend(
-                    "another writer changed the log during this batch (is the append lock \
-                     honoured?): nothing was written"
-                        .into(),
-                ));
-            }
-        }
-        tx.commit().map_err(db)?;
-        outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
-        outcome.size = range.size();
-        outcome.root = range.root();
-        Ok(outcome)
-    }
 }
 
 fn missing_state() -> StoreError {
@@ -524,8 +473,51 @@ impl Store for PgStore {
         events: &[NewEvent],
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
-        // No hash is checked here: a `NewEvent`'s leaf hash is made from its bytes.
-        self.write_batch(events, rejected)
+        // One transaction under the append lock; on error it is rolled back and nothing is
+        // written. No hash is checked: a `NewEvent`'s leaf hash is made from its bytes.
+        let advisory = self.advisory;
+        let mut conn = self.conn()?;
+        let Conn { client, .. } = &mut *conn;
+        let mut tx = client.transaction().map_err(db)?;
+        if advisory {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPEND_LOCK])
+                .map_err(db)?;
+        }
+        let row = tx
+            .query_opt(
+                "SELECT size, compact_range FROM log_state WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .map_err(db)?;
+        let mut range = range_from(&row.ok_or_else(missing_state)?)?;
+        let before = to_i64(range.size(), "log size")?;
+        let mut outcome = BatchOutcome::default();
+        append::append_events(&mut tx, events, &mut range, &mut outcome)?;
+        insert_rejected(&mut tx, rejected, &outcome.conflicts)?;
+        if outcome.accepted > 0 {
+            let updated = tx
+                .execute(
+                    "UPDATE log_state SET size = $1, compact_range = $2 WHERE id = 1 AND size = $3",
+                    &[
+                        &to_i64(range.size(), "log size")?,
+                        &range.to_bytes(),
+                        &before,
+                    ],
+                )
+                .map_err(db)?;
+            if updated != 1 {
+                return Err(StoreError::Backend(
+                    "another writer changed the log during this batch (is the append lock \
+                     honoured?): nothing was written"
+                        .into(),
+                ));
+            }
+        }
+        tx.commit().map_err(db)?;
+        outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
+        outcome.size = range.size();
+        outcome.root = range.root();
+        Ok(outcome)
     }
 
     fn size(&self) -> StoreResult<u64> {

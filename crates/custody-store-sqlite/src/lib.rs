@@ -369,40 +369,6 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// Writes a batch in one transaction (on error it is rolled back: nothing is written).
-    fn write_batch(
-        &mut self,
-        events: &[NewEvent],
-        rejected: &[Rejected],
-    ) -> StoreResult<BatchOutcome> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let mut range = read_range(&tx)?;
-        let mut outcome = BatchOutcome::default();
-        for r in rejected {
-            insert_rejected(&tx, r)?;
-        }
-        append::append_events(&tx, events, &mut range, &mut outcome)?;
-        for c in &outcome.conflicts {
-            insert_rejected(&tx, c)?;
-        }
-        if outcome.accepted > 0 {
-            tx.prepare_cached("UPDATE log_state SET size = ?1, compact_range = ?2 WHERE id = 1")
-                .map_err(db)?
-                .execute(params![to_i64(range.size(), "log size")?, range.to_bytes()])
-                .map_err(db)?;
-        }
-        tx.commit().map_err(db)?;
-        outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
-        outcome.size = range.size();
-        outcome.root = range.root();
-        Ok(outcome)
-    }
-}
-
 /// Reads the compact range from `log_state`, checking it against the stored size.
 fn read_range(conn: &Connection) -> StoreResult<CompactRange> {
     let (size, bytes): (i64, Vec<u8>) = conn
@@ -446,8 +412,32 @@ impl Store for SqliteStore {
         events: &[NewEvent],
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
-        // No hash is checked here: a `NewEvent`'s leaf hash is made from its bytes.
-        self.write_batch(events, rejected)
+        // One transaction; on error it is rolled back and nothing is written. No hash is
+        // checked: a `NewEvent`'s leaf hash is made from its bytes.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let mut range = read_range(&tx)?;
+        let mut outcome = BatchOutcome::default();
+        for r in rejected {
+            insert_rejected(&tx, r)?;
+        }
+        append::append_events(&tx, events, &mut range, &mut outcome)?;
+        for c in &outcome.conflicts {
+            insert_rejected(&tx, c)?;
+        }
+        if outcome.accepted > 0 {
+            tx.prepare_cached("UPDATE log_state SET size = ?1, compact_range = ?2 WHERE id = 1")
+                .map_err(db)?
+                .execute(params![to_i64(range.size(), "log size")?, range.to_bytes()])
+                .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
+        outcome.size = range.size();
+        outcome.root = range.root();
+        Ok(outcome)
     }
 
     fn size(&self) -> StoreResult<u64> {
