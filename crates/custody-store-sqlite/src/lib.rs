@@ -21,6 +21,7 @@
 
 mod append;
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -123,6 +124,51 @@ const PAGE_SIZE: u32 = 4_096;
 /// connection), in bytes.
 const WAL_CHECKPOINT_BYTES: i64 = 32 << 20;
 
+/// WAL size at which the writer of a store whose checkpoints run on another handle
+/// ([`Store::defer_maintenance`]) has the WAL start over, in bytes; also the size the WAL
+/// file is trimmed back to (`journal_size_limit`).
+///
+/// The other handle's passive checkpoints copy the WAL into the database but can never let
+/// it start over from its beginning: that takes a moment when every frame is copied and
+/// the writer has not begun its next batch, and an ingest's writer always has. Until
+/// 2026-12-05 the WAL of an ingest therefore grew for as long as the ingest ran: 1.19 GB
+/// for a million events, whose database is 526 MB. Now, after the commit that takes the
+/// WAL past this size, the writer runs a `RESTART` checkpoint (the frames the other
+/// handle has not copied yet, about one batch, and two fsyncs) and its next batch writes
+/// the WAL from its beginning again, into file blocks that already exist.
+const WAL_RESTART_BYTES: i64 = 128 << 20;
+
+/// How long the writer waits for a `RESTART` checkpoint to be possible (the other handle's
+/// checkpoint to end, readers to leave the WAL): not long, because the ingest waits with it.
+/// When it is not possible, the WAL grows on and the writer tries again after another
+/// eighth of [`WAL_RESTART_BYTES`].
+const WAL_RESTART_PATIENCE: Duration = Duration::from_millis(250);
+
+/// Milliseconds one `RESTART` checkpoint waits for readers to leave the WAL.
+const WAL_RESTART_WAIT_MS: i32 = 20;
+
+thread_local! {
+    /// Frames in the WAL after the last commit on this thread, as SQLite's WAL hook reports
+    /// it (registered by [`Store::defer_maintenance`]).
+    static WAL_FRAMES: Cell<i32> = const { Cell::new(0) };
+}
+
+/// The WAL hook of a writer whose checkpoints run elsewhere: notes the WAL's size.
+fn note_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.with(|f| f.set(frames));
+    Ok(())
+}
+
+/// The busy handler of a `RESTART` checkpoint: a millisecond at a time, up to
+/// [`WAL_RESTART_WAIT_MS`].
+fn wait_for_readers(tries: i32) -> bool {
+    if tries >= WAL_RESTART_WAIT_MS {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(1));
+    true
+}
+
 /// Settings of every connection.
 ///
 /// - `synchronous = NORMAL` in WAL mode: a committed batch survives a crash of the process
@@ -132,9 +178,10 @@ const WAL_CHECKPOINT_BYTES: i64 = 32 << 20;
 /// - `wal_autocheckpoint` at [`WAL_CHECKPOINT_BYTES`] (32 MiB: 8192 pages of 4 KiB, 2048 of
 ///   16 KiB; SQLite's default is 1000 pages): fewer checkpoints during ingest, and an index
 ///   page that several batches rewrite is copied back to the database once (about 15% less
-///   CPU per event); `journal_size_limit` trims the WAL file back to 64 MiB after a
-///   checkpoint. Set in pages, so it follows the store's page size: at 128 MiB a checkpoint
-///   after a batch took milliseconds instead of a fraction of one.
+///   CPU per event). Set in pages, so it follows the store's page size: at 128 MiB a
+///   checkpoint after a batch took milliseconds instead of a fraction of one.
+/// - `journal_size_limit` (set in [`SqliteStore::open`]) trims the WAL file back to
+///   [`WAL_RESTART_BYTES`] when the WAL starts over after a larger transaction.
 /// - `recursive_triggers`: `INSERT OR REPLACE` deletes rows without firing delete triggers
 ///   unless this is on. This store never uses `REPLACE`; with this on, neither can a
 ///   statement sent through this connection.
@@ -150,7 +197,6 @@ const WAL_CHECKPOINT_BYTES: i64 = 32 << 20;
 /// row costs a lookup into `events` for nothing.
 const CONNECTION_PRAGMAS: &str = "
     PRAGMA synchronous = NORMAL;
-    PRAGMA journal_size_limit = 67108864;
     PRAGMA recursive_triggers = ON;
     PRAGMA cache_size = -16384;
     PRAGMA temp_store = MEMORY;
@@ -164,6 +210,14 @@ const LINKS_OF_KEY: &str = "SELECT e.idx, e.body, e.leaf_hash, l.more FROM links
 pub struct SqliteStore {
     conn: Connection,
     path: Option<PathBuf>,
+    /// The store's page size, in bytes.
+    page_size: i64,
+    /// The WAL frames past which a writer whose checkpoints run on another handle has the
+    /// WAL start over ([`WAL_RESTART_BYTES`]).
+    restart_frames: i64,
+    /// When checkpoints run on another handle: the WAL frames at which this writer next
+    /// tries to have the WAL start over.
+    restart_at: Option<i64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -216,6 +270,61 @@ impl SqliteStore {
         self.path.as_deref()
     }
 
+    /// Sets the WAL size at which a writer whose checkpoints run elsewhere has the WAL start
+    /// over (default [`WAL_RESTART_BYTES`]), for tests that cannot write 128 MiB.
+    #[doc(hidden)]
+    pub fn set_wal_restart_bytes(&mut self, bytes: i64) {
+        self.restart_frames = bytes / self.page_size;
+        if self.restart_at.is_some() {
+            self.restart_at = Some(self.restart_frames);
+        }
+    }
+
+    /// After a commit of a writer whose checkpoints run elsewhere: once the WAL has passed
+    /// [`WAL_RESTART_BYTES`], a `RESTART` checkpoint, so that the next batch writes the WAL
+    /// from its beginning. Best effort: the batch is committed whatever happens here, and a
+    /// checkpoint that cannot finish now (the other handle is checkpointing, a reader stays)
+    /// is tried again later.
+    fn bound_wal(&mut self) {
+        let Some(at) = self.restart_at else {
+            return;
+        };
+        let frames = i64::from(WAL_FRAMES.with(Cell::get));
+        if frames < at {
+            return;
+        }
+        let full = self.restart_frames;
+        // SQLite does not wait for another handle's checkpoint (it answers busy at once), so
+        // this loop does; the busy handler waits for readers.
+        let deadline = std::time::Instant::now() + WAL_RESTART_PATIENCE;
+        let mut restarted = false;
+        if self.conn.busy_handler(Some(wait_for_readers)).is_ok() {
+            loop {
+                let busy = self
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+                        row.get::<_, i64>(0)
+                    });
+                match busy {
+                    Ok(0) => {
+                        restarted = true;
+                        break;
+                    }
+                    Ok(_) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        self.restart_at = Some(if restarted {
+            full
+        } else {
+            frames.saturating_add(full / 8)
+        });
+    }
+
     fn init(mut conn: Connection, path: Option<PathBuf>) -> StoreResult<SqliteStore> {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
         // The schema check comes first, so that a file that is not a Custody store is left
@@ -242,8 +351,16 @@ impl SqliteStore {
             WAL_CHECKPOINT_BYTES / page_size.max(512),
         )
         .map_err(db)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_RESTART_BYTES)
+            .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let store = SqliteStore { conn, path };
+        let store = SqliteStore {
+            conn,
+            path,
+            page_size: page_size.max(512),
+            restart_frames: WAL_RESTART_BYTES / page_size.max(512),
+            restart_at: None,
+        };
         store.check_log_state()?;
         Ok(store)
     }
@@ -434,6 +551,7 @@ impl Store for SqliteStore {
                 .map_err(db)?;
         }
         tx.commit().map_err(db)?;
+        self.bound_wal();
         outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
         outcome.size = range.size();
         outcome.root = range.root();
@@ -481,7 +599,13 @@ impl Store for SqliteStore {
     fn defer_maintenance(&mut self) -> StoreResult<()> {
         self.conn
             .execute_batch("PRAGMA wal_autocheckpoint = 0")
-            .map_err(db)
+            .map_err(db)?;
+        if self.path.is_some() {
+            // After the pragma, which removes any WAL hook.
+            self.conn.wal_hook(Some(note_wal_frames));
+            self.restart_at = Some(self.restart_frames);
+        }
+        Ok(())
     }
 
     fn read_snapshot(&self, f: &mut dyn FnMut() -> StoreResult<()>) -> StoreResult<()> {

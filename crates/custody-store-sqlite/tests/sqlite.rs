@@ -496,3 +496,46 @@ fn a_read_snapshot_does_not_see_appends_made_during_it() {
     writer.append_batch(&synthetic_events(15, 1), &[]).unwrap();
     assert_eq!(reader.size().unwrap(), 16);
 }
+
+/// The largest size the WAL file reaches while `batches` batches of 400 events are
+/// appended by a writer told that checkpoints run elsewhere (as `custody ingest`'s writer
+/// is) with nothing checkpointing meanwhile (as when the other handle's checkpoints never
+/// catch up with the writer), the WAL restart threshold at `restart_bytes`.
+fn peak_wal_bytes(restart_bytes: i64, batches: u64) -> (u64, SqliteStore, TempDir) {
+    let (dir, path, mut writer) = temp_store();
+    writer.defer_maintenance().unwrap();
+    writer.set_wal_restart_bytes(restart_bytes);
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    let mut peak = 0;
+    for b in 0..batches {
+        let outcome = writer
+            .append_batch(&synthetic_events(b * 400, 400), &[])
+            .unwrap();
+        assert_eq!(outcome.accepted, 400);
+        peak = peak.max(std::fs::metadata(&wal).unwrap().len());
+    }
+    (peak, writer, dir)
+}
+
+#[test]
+fn an_ingest_wal_starts_over_once_past_its_bound() {
+    // 30 batches write about 15 MiB of WAL frames.
+    let (unbounded, _, _dir) = peak_wal_bytes(i64::MAX, 30);
+    assert!(
+        unbounded > 12 << 20,
+        "with no checkpoint the WAL holds every batch: {unbounded} bytes"
+    );
+    let (bounded, writer, dir) = peak_wal_bytes(2 << 20, 30);
+    // The bound, the batch that crossed it, and the first batch after the restart.
+    assert!(
+        bounded < 5 << 20,
+        "the WAL should start over past 2 MiB, but reached {bounded} bytes"
+    );
+    // Nothing was lost on the way, in this handle or in the file.
+    assert_eq!(writer.size().unwrap(), 30 * 400);
+    drop(writer);
+    let reopened = SqliteStore::open(&dir.path().join("custody.db")).unwrap();
+    assert_eq!(reopened.size().unwrap(), 30 * 400);
+    let last = reopened.event_at(30 * 400 - 1).unwrap().unwrap();
+    assert_eq!(last.index, 30 * 400 - 1);
+}
