@@ -210,8 +210,6 @@ const LINKS_OF_KEY: &str = "SELECT e.idx, e.body, e.leaf_hash, l.more FROM links
 pub struct SqliteStore {
     conn: Connection,
     path: Option<PathBuf>,
-    /// The store's page size, in bytes.
-    page_size: i64,
     /// The WAL frames past which a writer whose checkpoints run on another handle has the
     /// WAL start over ([`WAL_RESTART_BYTES`]).
     restart_frames: i64,
@@ -274,7 +272,11 @@ impl SqliteStore {
     /// over (default [`WAL_RESTART_BYTES`]), for tests that cannot write 128 MiB.
     #[doc(hidden)]
     pub fn set_wal_restart_bytes(&mut self, bytes: i64) {
-        self.restart_frames = bytes / self.page_size;
+        let page_size: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap_or(i64::from(PAGE_SIZE));
+        self.restart_frames = bytes / page_size.max(512);
         if self.restart_at.is_some() {
             self.restart_at = Some(self.restart_frames);
         }
@@ -293,36 +295,35 @@ impl SqliteStore {
         if frames < at {
             return;
         }
-        let full = self.restart_frames;
-        // SQLite does not wait for another handle's checkpoint (it answers busy at once), so
-        // this loop does; the busy handler waits for readers.
-        let deadline = std::time::Instant::now() + WAL_RESTART_PATIENCE;
-        let mut restarted = false;
-        if self.conn.busy_handler(Some(wait_for_readers)).is_ok() {
-            loop {
-                let busy = self
-                    .conn
-                    .query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
-                        row.get::<_, i64>(0)
-                    });
-                match busy {
-                    Ok(0) => {
-                        restarted = true;
-                        break;
-                    }
-                    Ok(_) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    _ => break,
-                }
-            }
-        }
+        let restarted =
+            self.conn.busy_handler(Some(wait_for_readers)).is_ok() && self.restart_wal();
         let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
         self.restart_at = Some(if restarted {
-            full
+            self.restart_frames
         } else {
-            frames.saturating_add(full / 8)
+            frames.saturating_add(self.restart_frames / 8)
         });
+    }
+
+    /// `RESTART` checkpoints until one completes (true) or [`WAL_RESTART_PATIENCE`] has
+    /// passed. SQLite does not wait for another handle's checkpoint (it answers busy at
+    /// once), so this loop does; the busy handler set by the caller waits for readers.
+    fn restart_wal(&self) -> bool {
+        let deadline = std::time::Instant::now() + WAL_RESTART_PATIENCE;
+        loop {
+            let busy = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+                    row.get::<_, i64>(0)
+                });
+            match busy {
+                Ok(0) => return true,
+                Ok(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                _ => return false,
+            }
+        }
     }
 
     fn init(mut conn: Connection, path: Option<PathBuf>) -> StoreResult<SqliteStore> {
@@ -343,22 +344,18 @@ impl SqliteStore {
         }
         conn.execute_batch(CONNECTION_PRAGMAS).map_err(db)?;
         let page_size: i64 = conn
-            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0))
+            .map_err(db)?
+            .max(512);
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_BYTES / page_size)
             .map_err(db)?;
-        conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            WAL_CHECKPOINT_BYTES / page_size.max(512),
-        )
-        .map_err(db)?;
         conn.pragma_update(None, "journal_size_limit", WAL_RESTART_BYTES)
             .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(64);
         let store = SqliteStore {
             conn,
             path,
-            page_size: page_size.max(512),
-            restart_frames: WAL_RESTART_BYTES / page_size.max(512),
+            restart_frames: WAL_RESTART_BYTES / page_size,
             restart_at: None,
         };
         store.check_log_state()?;
