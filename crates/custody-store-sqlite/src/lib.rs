@@ -352,6 +352,8 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_size_limit", WAL_RESTART_BYTES)
             .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(64);
+        // `rarray`: the duplicate check hands SQLite a batch's keys as an array.
+        rusqlite::vtab::array::load_module(&conn).map_err(db)?;
         let store = SqliteStore {
             conn,
             path,
