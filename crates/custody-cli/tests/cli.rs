@@ -218,7 +218,7 @@ fn a_killed_ingest_keeps_what_it_committed_and_a_rerun_completes() {
     );
     let conn = rusqlite::Connection::open(&db).unwrap();
     let mut stmt = conn
-        .prepare("SELECT source, id FROM events ORDER BY idx")
+        .prepare("SELECT source, id FROM readable_events ORDER BY idx")
         .unwrap();
     let stored: Vec<(String, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -991,7 +991,7 @@ fn real_cloudtrail_becomes_linked_chains() {
     let conn = rusqlite::Connection::open(dir.path().join("custody.db")).unwrap();
     let action: String = conn
         .query_row(
-            "SELECT source || '#' || id FROM events WHERE type = 'action' AND body LIKE '%LeaveOrganization%'",
+            "SELECT source || '#' || id FROM readable_events WHERE type = 'action' AND body LIKE '%LeaveOrganization%'",
             [],
             |r| r.get(0),
         )

@@ -36,9 +36,12 @@ const LINK_ROWS: usize = 128;
 // module does with any failure anyway. Under the default (`ABORT`) a multi-row statement
 // that may fail part-way keeps a statement journal, a copy of every existing page it is
 // about to change (for link rows spread over the index, most of the pages it touches).
-const EVENT_HEAD: &str =
+const EVENT_HEAD: &str = "INSERT OR ROLLBACK INTO events (idx, body, leaf_hash) VALUES ";
+const EVENT_ROW: &str = "(?, ?, ?)";
+/// Schema version 3, whose `events` stores `source`, `id` and `type`.
+const EVENT_V3_HEAD: &str =
     "INSERT OR ROLLBACK INTO events (idx, source, id, type, body, leaf_hash) VALUES ";
-const EVENT_ROW: &str = "(?, ?, ?, ?, ?, ?)";
+const EVENT_V3_ROW: &str = "(?, ?, ?, ?, ?, ?)";
 const LINK_HEAD: &str = "INSERT OR ROLLBACK INTO links (key, first, more) VALUES ";
 const LINK_ROW: &str = "(?, ?, ?)";
 
@@ -83,18 +86,28 @@ fn stored_with_keys(tx: &Connection, keys: &[i64]) -> StoreResult<Stored> {
         return Ok(out);
     }
     let mut stmt = tx
-        .prepare_cached("SELECT source, id, body FROM events WHERE idx = ?1")
+        .prepare_cached("SELECT body FROM events WHERE idx = ?1")
         .map_err(db)?;
     for idx in idxs {
         let mut rows = stmt.query([idx]).map_err(db)?;
         if let Some(row) = rows.next().map_err(db)? {
-            out.insert(
-                (row.get(0).map_err(db)?, row.get(1).map_err(db)?),
-                (idx, row.get(2).map_err(db)?),
-            );
+            let body: Vec<u8> = row.get(0).map_err(db)?;
+            let key =
+                serde_json::from_slice::<StoredKey>(&body).map_err(|e| StoreError::Corrupt {
+                    index: u64::try_from(idx).unwrap_or(0),
+                    reason: format!("the stored event has no readable source and id: {e}"),
+                })?;
+            out.insert((key.source, key.id), (idx, body));
         }
     }
     Ok(out)
+}
+
+/// The `source` and `id` of a stored body (read from it: `events` keeps only the body).
+#[derive(serde::Deserialize)]
+struct StoredKey {
+    source: String,
+    id: String,
 }
 
 /// The indexes of a `links` row `(first, more)`, appended to `out`.
@@ -112,10 +125,12 @@ pub(crate) fn expand_row(row: &rusqlite::Row<'_>, out: &mut Vec<i64>) -> StoreRe
 }
 
 /// Appends `events` inside the open transaction `tx`, extending `range`; records conflicts in
-/// `outcome` (the caller writes them to the quarantine).
+/// `outcome` (the caller writes them to the quarantine). `stored_keys`: the store's `events`
+/// stores `source`, `id` and `type` (schema version 3).
 pub(crate) fn append_events(
     tx: &Connection,
     events: &[NewEvent],
+    stored_keys: bool,
     range: &mut CompactRange,
     outcome: &mut BatchOutcome,
 ) -> StoreResult<()> {
@@ -130,13 +145,13 @@ pub(crate) fn append_events(
     } else {
         std::thread::scope(|scope| -> StoreResult<_> {
             let rows = scope.spawn(|| link_rows(&accepted));
-            insert_events(tx, &accepted)?;
+            insert_events(tx, &accepted, stored_keys)?;
             rows.join()
                 .map_err(|_| StoreError::Backend("computing the link rows panicked".into()))
         })?
     };
     if accepted.len() < PARALLEL_LINKS {
-        insert_events(tx, &accepted)?;
+        insert_events(tx, &accepted, stored_keys)?;
     }
     insert_rows(
         tx,
@@ -158,11 +173,30 @@ pub(crate) fn append_events(
 /// thread.
 const PARALLEL_LINKS: usize = 256;
 
-fn insert_events(tx: &Connection, accepted: &[(i64, &NewEvent)]) -> StoreResult<()> {
+fn insert_events(
+    tx: &Connection,
+    accepted: &[(i64, &NewEvent)],
+    stored_keys: bool,
+) -> StoreResult<()> {
+    if !stored_keys {
+        return insert_rows(
+            tx,
+            EVENT_HEAD,
+            EVENT_ROW,
+            3,
+            ROWS,
+            accepted,
+            |stmt, at, (idx, e)| {
+                stmt.raw_bind_parameter(at, *idx)?;
+                stmt.raw_bind_parameter(at + 1, e.canonical())?;
+                stmt.raw_bind_parameter(at + 2, &e.leaf_hash()[..])
+            },
+        );
+    }
     insert_rows(
         tx,
-        EVENT_HEAD,
-        EVENT_ROW,
+        EVENT_V3_HEAD,
+        EVENT_V3_ROW,
         6,
         ROWS,
         accepted,

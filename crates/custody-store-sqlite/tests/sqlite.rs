@@ -63,7 +63,7 @@ fn the_schema_refuses_updates_and_deletes_from_another_connection() {
     let raw = Connection::open(&path).unwrap();
     for sql in [
         "UPDATE events SET body = x'7b7d' WHERE idx = 0",
-        "UPDATE events SET source = 'forged'",
+        "UPDATE events SET leaf_hash = zeroblob(32)",
         "DELETE FROM events WHERE idx = 3",
         "DELETE FROM events",
         "UPDATE links SET key = 0",
@@ -82,8 +82,7 @@ fn the_schema_refuses_updates_and_deletes_from_another_connection() {
     raw.pragma_update(None, "recursive_triggers", "ON").unwrap();
     let msg = refused(
         &raw,
-        "INSERT OR REPLACE INTO events (idx, source, id, type, body, leaf_hash) \
-         VALUES (0, 'x', 'y', 'request', x'7b7d', zeroblob(32))",
+        "INSERT OR REPLACE INTO events (idx, body, leaf_hash) VALUES (0, x'7b7d', zeroblob(32))",
     );
     assert!(msg.contains("append-only"), "{msg}");
     drop(raw);
@@ -279,8 +278,7 @@ fn a_log_state_that_disagrees_with_the_events_is_corrupt() {
     drop(store);
     let raw = Connection::open(&path).unwrap();
     raw.execute(
-        "INSERT INTO events (idx, source, id, type, body, leaf_hash) \
-         VALUES (3, 'x', 'y', 'request', x'7b7d', zeroblob(32))",
+        "INSERT INTO events (idx, body, leaf_hash) VALUES (3, x'7b7d', zeroblob(32))",
         [],
     )
     .unwrap();
@@ -538,4 +536,82 @@ fn an_ingest_wal_starts_over_once_past_its_bound() {
     assert_eq!(reopened.size().unwrap(), 30 * 400);
     let last = reopened.event_at(30 * 400 - 1).unwrap().unwrap();
     assert_eq!(last.index, 30 * 400 - 1);
+}
+
+/// `(source, id, type)` of every event, in log order, from `sql`.
+fn keys_by(conn: &Connection, sql: &str) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn keys_of(
+    events: &[custody_store::NewEvent],
+) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                Some(e.event.key.source.clone()),
+                Some(e.event.key.id.clone()),
+                Some(e.event.event_type().as_str().to_owned()),
+            )
+        })
+        .collect()
+}
+
+/// `events` keeps only what custody reads; `readable_events` gives people each event's source,
+/// id and type from its body, and a body that is not JSON does not break it.
+#[test]
+fn readable_events_reads_source_id_and_type_from_the_body() {
+    let (_dir, path, mut store) = temp_store();
+    let events = sample_events();
+    store.append_batch(&events, &[]).unwrap();
+    let raw = Connection::open(&path).unwrap();
+    let sql = "SELECT source, id, type FROM readable_events ORDER BY idx";
+    assert_eq!(keys_by(&raw, sql), keys_of(&events));
+    let columns: Vec<String> = raw
+        .prepare("SELECT name FROM pragma_table_info('events')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(columns, ["idx", "body", "leaf_hash"]);
+    raw.execute_batch(
+        "DROP TRIGGER events_no_update;
+         UPDATE events SET body = CAST('{\"not\": json' AS BLOB) WHERE idx = 1;",
+    )
+    .unwrap();
+    let mut want = keys_of(&events);
+    want[1] = (None, None, None);
+    assert_eq!(keys_by(&raw, sql), want);
+}
+
+/// A store of schema version 3 (made as an earlier build made it) is read and appended to,
+/// with its stored `source`, `id` and `type` filled in.
+#[test]
+fn a_schema_3_store_gets_its_stored_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    custody_store_sqlite::create_schema_v3(&path).unwrap();
+    let mut store = SqliteStore::open(&path).unwrap();
+    let events = sample_events();
+    store.append_batch(&events[..4], &[]).unwrap();
+    drop(store);
+    let mut store = SqliteStore::open(&path).unwrap();
+    let again = store.append_batch(&events, &[]).unwrap();
+    assert_eq!(
+        (again.duplicates, again.accepted),
+        (4, events.len() as u64 - 4)
+    );
+    let raw = Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    let sql = "SELECT source, id, type FROM events ORDER BY idx";
+    assert_eq!(keys_by(&raw, sql), keys_of(&events));
 }
