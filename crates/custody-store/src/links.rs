@@ -11,7 +11,7 @@
 //! filled in key order once per batch, replaces five partial indexes, the unique `(id,
 //! source)` index and the `refs` and `principals` tables.
 //!
-//! The hash is part of the stored format (SQLite schema version 3, PostgreSQL migration 1):
+//! The hash is part of the stored format (SQLite schema versions 3 and 4, PostgreSQL migration 1):
 //! changing [`link_key`] makes every existing store unreadable by lookups. It is not keyed, so someone who can choose
 //! event ids can make keys collide; that costs them only extra reads, never a wrong answer.
 
