@@ -152,7 +152,10 @@ BEGIN SELECT RAISE(ABORT, 'custody: the log only grows'); END;
 /// WAL, and `custody serve` commits one decision per request: `scripts/bench-serve.sh 10 16`
 /// gave a p99 of 5.0–11.9 ms with 16 KiB pages against 4.4–5.3 ms with 4 KiB in
 /// interleaved runs (32 KiB, tried on 2026-12-02 too: 6.4–6.6 ms), over the server's 5 ms
-/// goal. A store's page size is fixed when it is created, and the same store serves both.
+/// goal. 8 KiB (2026-12-05, EPYC host): 200k native events 1.05 → 1.01 s median, but a p99 of
+/// 4.2–4.6 ms against 3.4–4.2 ms with 4 KiB in three interleaved `bench-serve.sh 10 16` runs,
+/// and fewer decisions a second. A store's page size is fixed when it is created, and the
+/// same store serves both.
 const PAGE_SIZE: u32 = 4_096;
 
 /// WAL size at which a commit checkpoints (when checkpoints are not left to a second
