@@ -103,25 +103,36 @@ impl Tail {
     }
 }
 
-/// Sends a batch when full (or `done`, or early at the input's end: [`Tail`]); false when the
-/// receiver is gone.
-#[allow(clippy::too_many_arguments)]
-fn flush(
-    tx: &crossbeam_channel::Sender<Prepared>,
-    events: &mut Vec<NewEvent>,
-    rejected: &mut Vec<Rejected>,
+/// The batch being collected, and how the next ones are sized.
+struct Batcher<'o> {
+    tx: &'o crossbeam_channel::Sender<Prepared>,
+    events: Vec<NewEvent>,
+    rejected: Vec<Rejected>,
+    /// Input bytes read up to the end of the last chunk collected.
     bytes: u64,
-    target: &mut usize,
-    tail: (Tail, Option<u64>),
-    done: bool,
-) -> bool {
-    let held = events.len() + rejected.len();
-    if !done && held < *target && !tail.0.ends_early(tail.1, held) {
-        return true;
+    /// The size at which the batch goes ([`FIRST_BATCH`], doubling up to [`BATCH`]).
+    target: usize,
+    tail: Tail,
+    /// The input's size, when known.
+    len: Option<u64>,
+}
+
+impl Batcher<'_> {
+    /// Sends the batch when full, early at the input's end ([`Tail`]), or whatever it holds
+    /// when `done`; false when the writer is gone.
+    fn flush(&mut self, done: bool) -> bool {
+        let held = self.events.len() + self.rejected.len();
+        if !done && held < self.target && !self.tail.ends_early(self.len, held) {
+            return true;
+        }
+        self.target = (self.target * 2).min(BATCH);
+        let batch = Prepared::Batch(
+            std::mem::take(&mut self.events),
+            std::mem::take(&mut self.rejected),
+            self.bytes,
+        );
+        self.tx.send(batch).is_ok()
     }
-    *target = (*target * 2).min(BATCH);
-    let batch = Prepared::Batch(std::mem::take(events), std::mem::take(rejected), bytes);
-    tx.send(batch).is_ok()
 }
 
 /// How much of the input's start format detection reads (a reader over memory can offer all
@@ -379,73 +390,51 @@ fn collect_chunks(
     )],
     outlet: &Outlet,
 ) {
-    let tx = &outlet.tx;
-    let mut events = Vec::with_capacity(BATCH);
-    let mut rejected = Vec::new();
-    let mut bytes = 0;
-    let mut target = FIRST_BATCH;
+    let mut batch = Batcher {
+        tx: &outlet.tx,
+        events: Vec::with_capacity(BATCH),
+        rejected: Vec::new(),
+        bytes: 0,
+        target: FIRST_BATCH,
+        tail: Tail::default(),
+        len: outlet.len,
+    };
     let mut stats = adapters::Stats::default();
-    let mut tail = Tail::default();
     'collect: for (rx, back) in from_workers.iter().cycle() {
         let Ok(chunk) = rx.recv() else {
             break 'collect;
         };
         let mut chunk_events = chunk.events;
-        if events.capacity() == 0 {
+        if batch.events.capacity() == 0 {
             // A new batch: in a written batch's vector when one is back (grown once to a
             // full batch: the first batches are smaller, and growing a vector of events a
             // chunk at a time copies it each time).
             if let Ok(spare) = outlet.spare.try_recv() {
-                events = spare;
+                batch.events = spare;
             }
-            events.reserve(BATCH);
+            batch.events.reserve(BATCH);
         }
-        tail.lines += (chunk_events.len() + chunk.rejected.len()) as u64;
-        tail.bytes = chunk.bytes;
-        events.append(&mut chunk_events);
+        batch.tail.lines += (chunk_events.len() + chunk.rejected.len()) as u64;
+        batch.tail.bytes = chunk.bytes;
+        batch.events.append(&mut chunk_events);
         let _ = back.try_send(chunk_events);
-        rejected.extend(chunk.rejected);
-        bytes = chunk.bytes;
+        batch.rejected.extend(chunk.rejected);
+        batch.bytes = chunk.bytes;
         stats.merge(chunk.stats);
         if let Some(reason) = chunk.read_error {
-            if !flush(
-                tx,
-                &mut events,
-                &mut rejected,
-                bytes,
-                &mut target,
-                (tail, None),
-                true,
-            ) {
+            if !batch.flush(true) {
                 return;
             }
-            let _ = tx.send(Prepared::ReadError(reason));
-            let _ = tx.send(Prepared::Stats(stats));
+            let _ = outlet.tx.send(Prepared::ReadError(reason));
+            let _ = outlet.tx.send(Prepared::Stats(stats));
             return;
         }
-        let sized = (tail, outlet.len);
-        if !flush(
-            tx,
-            &mut events,
-            &mut rejected,
-            bytes,
-            &mut target,
-            sized,
-            false,
-        ) {
+        if !batch.flush(false) {
             return;
         }
     }
-    if flush(
-        tx,
-        &mut events,
-        &mut rejected,
-        bytes,
-        &mut target,
-        (tail, None),
-        true,
-    ) {
-        let _ = tx.send(Prepared::Stats(stats));
+    if batch.flush(true) {
+        let _ = outlet.tx.send(Prepared::Stats(stats));
     }
 }
 
