@@ -60,6 +60,8 @@ struct Outlet {
     /// The input's size in bytes, when known (a file): the last batches are then made
     /// smaller ([`Tail`]).
     len: Option<u64>,
+    /// The writer's nice value, which every other thread of the ingest runs below.
+    writer_niceness: i32,
 }
 
 enum Prepared {
@@ -284,24 +286,42 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
-/// How much lower the preparing threads' scheduling priority is than the writer's (a nice
-/// increment, Linux only). With as many preparing threads as cores, the writer competes with
-/// them for a core; at equal priority it gets a third of the time on two cores, falls behind,
-/// and the last batches are written with the other core idle. At a lower priority the
-/// preparing threads take what the writer leaves (native NDJSON, 200k events, alternating
-/// rounds: 1.08 -> 1.02 s; 19 measured the same, and would starve them on a busy machine).
-#[cfg(target_os = "linux")]
-const PREPARER_NICENESS: i32 = 5;
+/// How much lower than the writer's the scheduling priority of the preparing threads is (a
+/// nice increment, Linux only). The writer is the pipeline's critical path: whatever else
+/// runs while it waits for a core lengthens the ingest. At equal priority it got a third of
+/// the time on two cores (native NDJSON, 200k events, alternating rounds: 1.08 -> 1.02 s at
+/// +5). Not 19: on a machine busy with other work that would all but stop them.
+const PREPARER_NICENESS: i32 = 10;
 
-/// Lowers this thread's priority by [`PREPARER_NICENESS`] on Linux (best effort: a failure
-/// only costs speed).
-fn yield_to_the_writer() {
+/// How much lower than the writer's the priority of the other threads of an ingest is: the
+/// reader, the collector and the thread that frees batches and checkpoints the WAL. At the
+/// writer's priority they still took it off its core for about a fifth of the time (perf
+/// `sched_switch`, 2026-12-05); at +5, with the preparing threads at +10 rather than +5,
+/// 200k events went 1.03 -> 1.00 s and 1M 5.43 -> 5.02 s (alternating rounds).
+const HELPER_NICENESS: i32 = 5;
+
+/// The calling thread's nice value (0 where there is none to read).
+fn niceness() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
+    }
+}
+
+/// Sets this thread's nice value to `base + by` on Linux, to run below the writer whose nice
+/// value is `base` (best effort: a failure only costs speed).
+fn yield_to_the_writer(base: i32, by: i32) {
     #[cfg(target_os = "linux")]
     {
         let tid = rustix::thread::gettid();
-        let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
-        let _ = rustix::process::setpriority_process(Some(tid), now + PREPARER_NICENESS);
+        let _ = rustix::process::setpriority_process(Some(tid), base.saturating_add(by).min(19));
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (base, by);
 }
 
 /// Runs `work` on [`workers`] threads over the chunks `next_chunk` yields (it says when a
@@ -323,7 +343,7 @@ fn in_parallel<C: Send>(
             let (done_tx, done_rx) = crossbeam_channel::bounded::<PreparedChunk>(CHUNKS_IN_FLIGHT);
             let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<NewEvent>>(CHUNKS_IN_FLIGHT);
             scope.spawn(move || {
-                yield_to_the_writer();
+                yield_to_the_writer(outlet.writer_niceness, PREPARER_NICENESS);
                 for chunk in raw_rx {
                     let spare = back_rx.try_recv().unwrap_or_default();
                     if done_tx.send(work(chunk, spare)).is_err() {
@@ -334,7 +354,10 @@ fn in_parallel<C: Send>(
             to_workers.push(raw_tx);
             from_workers.push((done_rx, back_tx));
         }
-        scope.spawn(move || collect_chunks(&from_workers, outlet));
+        scope.spawn(move || {
+            yield_to_the_writer(outlet.writer_niceness, HELPER_NICENESS);
+            collect_chunks(&from_workers, outlet)
+        });
         for w in (0..n).cycle() {
             let (chunk, last) = next_chunk();
             let sent = to_workers.get(w).is_some_and(|t| t.send(chunk).is_ok());
@@ -626,7 +649,9 @@ impl Ingester {
             spare,
             // Native chunks say how many input bytes they came from; adapters' do not.
             len: if native { len } else { None },
+            writer_niceness: niceness(),
         };
+        let writer_niceness = outlet.writer_niceness;
         let preparer = self.preparer.clone();
         let file = name.to_owned();
         let path = path.map(str::to_owned);
@@ -642,6 +667,7 @@ impl Ingester {
         }
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || {
+                yield_to_the_writer(outlet.writer_niceness, HELPER_NICENESS);
                 if native {
                     produce_native(&preparer, &file, input, &outlet);
                 } else {
@@ -658,6 +684,7 @@ impl Ingester {
                 }
             });
             scope.spawn(move || {
+                yield_to_the_writer(writer_niceness, HELPER_NICENESS);
                 for mut spent in spent_rx {
                     spent.clear();
                     // Back to the collector for a next batch (dropped when it is done).
