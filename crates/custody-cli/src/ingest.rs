@@ -790,6 +790,38 @@ mod tests {
         assert!(!Tail::default().ends_early(len, 5_000));
     }
 
+    /// A thread set below the writer runs at the writer's value plus the increment, capped
+    /// at 19 (and the writer's own value is left alone).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn threads_yield_to_the_writer_by_their_increment() {
+        let writer = niceness();
+        let (helper, preparer, capped) = std::thread::scope(|s| {
+            let helper = s.spawn(|| {
+                yield_to_the_writer(writer, HELPER_NICENESS);
+                niceness()
+            });
+            let preparer = s.spawn(|| {
+                yield_to_the_writer(writer, PREPARER_NICENESS);
+                niceness()
+            });
+            let capped = s.spawn(|| {
+                yield_to_the_writer(writer, 40);
+                niceness()
+            });
+            (
+                helper.join().unwrap(),
+                preparer.join().unwrap(),
+                capped.join().unwrap(),
+            )
+        });
+        assert_eq!(helper, (writer + HELPER_NICENESS).min(19));
+        assert_eq!(preparer, (writer + PREPARER_NICENESS).min(19));
+        assert_eq!(capped, 19);
+        assert_eq!(niceness(), writer);
+        const { assert!(HELPER_NICENESS < PREPARER_NICENESS) };
+    }
+
     /// The batch sizes of an ingest, read back from the checkpoint signed after each.
     fn batches_of(lines: u64) -> Vec<u64> {
         let dir = tempfile::tempdir().unwrap();
