@@ -110,10 +110,10 @@ struct Batcher<'o> {
     tx: &'o crossbeam_channel::Sender<Prepared>,
     events: Vec<NewEvent>,
     rejected: Vec<Rejected>,
-    /// Input bytes read up to the end of the last chunk collected.
-    bytes: u64,
     /// The size at which the batch goes ([`FIRST_BATCH`], doubling up to [`BATCH`]).
     target: usize,
+    /// Lines collected so far and the input bytes they came from (sent with each batch, for
+    /// progress).
     tail: Tail,
     /// The input's size, when known.
     len: Option<u64>,
@@ -131,7 +131,7 @@ impl Batcher<'_> {
         let batch = Prepared::Batch(
             std::mem::take(&mut self.events),
             std::mem::take(&mut self.rejected),
-            self.bytes,
+            self.tail.bytes,
         );
         self.tx.send(batch).is_ok()
     }
@@ -417,7 +417,6 @@ fn collect_chunks(
         tx: &outlet.tx,
         events: Vec::with_capacity(BATCH),
         rejected: Vec::new(),
-        bytes: 0,
         target: FIRST_BATCH,
         tail: Tail::default(),
         len: outlet.len,
@@ -442,7 +441,6 @@ fn collect_chunks(
         batch.events.append(&mut chunk_events);
         let _ = back.try_send(chunk_events);
         batch.rejected.extend(chunk.rejected);
-        batch.bytes = chunk.bytes;
         stats.merge(chunk.stats);
         if let Some(reason) = chunk.read_error {
             if !batch.flush(true) {

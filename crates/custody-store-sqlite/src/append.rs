@@ -178,35 +178,28 @@ fn insert_events(
     accepted: &[(i64, &NewEvent)],
     stored_keys: bool,
 ) -> StoreResult<()> {
-    if !stored_keys {
-        return insert_rows(
-            tx,
-            EVENT_HEAD,
-            EVENT_ROW,
-            3,
-            ROWS,
-            accepted,
-            |stmt, at, (idx, e)| {
-                stmt.raw_bind_parameter(at, *idx)?;
-                stmt.raw_bind_parameter(at + 1, e.canonical())?;
-                stmt.raw_bind_parameter(at + 2, &e.leaf_hash()[..])
-            },
-        );
-    }
+    let (head, row, params) = if stored_keys {
+        (EVENT_V3_HEAD, EVENT_V3_ROW, 6)
+    } else {
+        (EVENT_HEAD, EVENT_ROW, 3)
+    };
     insert_rows(
         tx,
-        EVENT_V3_HEAD,
-        EVENT_V3_ROW,
-        6,
+        head,
+        row,
+        params,
         ROWS,
         accepted,
-        |stmt, at, (idx, e)| {
+        |stmt, mut at, (idx, e)| {
             stmt.raw_bind_parameter(at, *idx)?;
-            stmt.raw_bind_parameter(at + 1, e.event.key.source.as_str())?;
-            stmt.raw_bind_parameter(at + 2, e.event.key.id.as_str())?;
-            stmt.raw_bind_parameter(at + 3, e.event.event_type().as_str())?;
-            stmt.raw_bind_parameter(at + 4, e.canonical())?;
-            stmt.raw_bind_parameter(at + 5, &e.leaf_hash()[..])
+            if stored_keys {
+                stmt.raw_bind_parameter(at + 1, e.event.key.source.as_str())?;
+                stmt.raw_bind_parameter(at + 2, e.event.key.id.as_str())?;
+                stmt.raw_bind_parameter(at + 3, e.event.event_type().as_str())?;
+                at += 3;
+            }
+            stmt.raw_bind_parameter(at + 1, e.canonical())?;
+            stmt.raw_bind_parameter(at + 2, &e.leaf_hash()[..])
         },
     )
 }

@@ -39,7 +39,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 pub const SCHEMA_VERSION: i64 = 4;
 
 /// The earlier schema version this build still reads and appends to: version 3, whose
-/// `events` table stores `source`, `id` and `type` ([`EVENTS_V3`]); otherwise the same.
+/// `events` table stores `source`, `id` and `type` beside the body; otherwise the same.
 pub const SCHEMA_VERSION_STORED_KEYS: i64 = 3;
 
 /// `PRAGMA application_id` of a Custody store: "CSTY".
@@ -49,7 +49,7 @@ pub const APPLICATION_ID: i64 = 0x4353_5459;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `events` table of schema version 3: `source`, `id` and `type` stored beside the body.
-pub const EVENTS_V3: &str = "
+const EVENTS_V3: &str = "
 CREATE TABLE events (
     idx       INTEGER PRIMARY KEY,
     source    TEXT    NOT NULL,
@@ -78,12 +78,14 @@ CREATE TABLE events (
 -- older than 3.38 cannot parse, and SQLite parses every view to open a file.
 CREATE VIEW readable_events AS
 SELECT idx,
-       CASE WHEN json_valid(CAST(body AS TEXT)) THEN json_extract(CAST(body AS TEXT), '$.source') END AS source,
-       CASE WHEN json_valid(CAST(body AS TEXT)) THEN json_extract(CAST(body AS TEXT), '$.id') END AS id,
-       CASE WHEN json_valid(CAST(body AS TEXT)) THEN json_extract(CAST(body AS TEXT), '$.type') END AS type,
+       CASE WHEN json THEN json_extract(text, '$.source') END AS source,
+       CASE WHEN json THEN json_extract(text, '$.id') END AS id,
+       CASE WHEN json THEN json_extract(text, '$.type') END AS type,
        body,
        leaf_hash
-FROM events;
+FROM (SELECT idx, body, leaf_hash, CAST(body AS TEXT) AS text,
+             json_valid(CAST(body AS TEXT)) AS json
+      FROM events);
 "#;
 
 /// Every table but `events`, and the triggers.
