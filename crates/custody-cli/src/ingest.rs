@@ -290,15 +290,22 @@ fn workers() -> usize {
 /// nice increment, Linux only). The writer is the pipeline's critical path: whatever else
 /// runs while it waits for a core lengthens the ingest. At equal priority it got a third of
 /// the time on two cores (native NDJSON, 200k events, alternating rounds: 1.08 -> 1.02 s at
-/// +5). Not 19: on a machine busy with other work that would all but stop them.
-const PREPARER_NICENESS: i32 = 10;
+/// +5).
+///
+/// Small, because a nice value also ranks these threads against other work on the machine
+/// in the same scheduling group (the same session or cgroup), and an ingest waits for its
+/// slowest preparing thread. 100k events beside two busy nice-0 processes of the same
+/// session (2026-12-05, Xeon, 2 cores, alternating rounds): 2.14 s at +10 (helpers +5), 0.90 s
+/// at +3 (helpers +1), 0.91 s at 0. On an idle machine +10 was a little faster: 200k events
+/// 0.96 s, against 0.99 s at +3 and 1.02 s at 0 (11 rounds).
+const PREPARER_NICENESS: i32 = 3;
 
 /// How much lower than the writer's the priority of the other threads of an ingest is: the
 /// reader, the collector and the thread that frees batches and checkpoints the WAL. At the
 /// writer's priority they still took it off its core for about a fifth of the time (perf
-/// `sched_switch`, 2026-12-05); at +5, with the preparing threads at +10 rather than +5,
-/// 200k events went 1.03 -> 1.00 s and 1M 5.43 -> 5.02 s (alternating rounds).
-const HELPER_NICENESS: i32 = 5;
+/// `sched_switch`, 2026-12-05). One step below the writer, and below the preparing threads
+/// too; why small: [`PREPARER_NICENESS`].
+const HELPER_NICENESS: i32 = 1;
 
 /// The calling thread's nice value (0 where there is none to read).
 fn niceness() -> i32 {
