@@ -303,8 +303,8 @@ const PREPARER_NICENESS: i32 = 3;
 /// How much lower than the writer's the priority of the other threads of an ingest is: the
 /// reader, the collector and the thread that frees batches and checkpoints the WAL. At the
 /// writer's priority they still took it off its core for about a fifth of the time (perf
-/// `sched_switch`, 2026-12-05). One step below the writer, and below the preparing threads
-/// too; why small: [`PREPARER_NICENESS`].
+/// `sched_switch`, 2026-12-05). One step below the writer and still above the preparing
+/// threads, whose work they pass on; why small: [`PREPARER_NICENESS`].
 const HELPER_NICENESS: i32 = 1;
 
 /// The calling thread's nice value (0 where there is none to read).
