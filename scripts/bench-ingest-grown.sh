@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ingest into a store that already holds many events, beside the same ingest into an empty
 # one: how much a batch costs more as the store grows (the link index is what grows; see
-# docs/performance.md, "Where the link index costs").
+# docs/performance.md, fifth session of 2026-12-05, "Where the time goes, measured by taking
+# parts away").
 #
 #   scripts/bench-ingest-grown.sh [stored] [added] [runs]   # defaults 2000000 200000 3
 #
@@ -25,9 +26,8 @@ echo "bench-ingest-grown: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo 
 "$BIN" gen-events --seed 7 "$STORED" >"$work/stored.ndjson"
 "$BIN" gen-events --seed 9 "$ADDED" >"$work/added.ndjson"
 mkdir "$work/grown"
-start=$(date +%s.%N)
-"$BIN" --db "$work/grown/c.db" ingest "$work/stored.ndjson" >/dev/null
-printf 'bench-ingest-grown: the store of %d events built in %.1f s\n' "$STORED" "$(echo "$(date +%s.%N) - $start" | bc)"
+/usr/bin/time -f "%e" -o "$work/time" "$BIN" --db "$work/grown/c.db" ingest "$work/stored.ndjson" >/dev/null
+echo "bench-ingest-grown: the store of $STORED events built in $(cat "$work/time") s"
 rm "$work/stored.ndjson"
 
 # One timed ingest of the added events into the store at $1; prints a line labelled $2.
@@ -35,8 +35,9 @@ timed() {
     sync
     /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$BIN" --db "$1" ingest "$work/added.ndjson" >/dev/null
     read -r wall user sys rss <"$work/time"
-    printf '  %-22s %6.2f s  %8.0f events/s  user %5.2f s  sys %5.2f s  peak RSS %4d MB\n' \
-        "$2" "$wall" "$(echo "$ADDED / $wall" | bc -l)" "$user" "$sys" "$((rss / 1024))"
+    awk -v label="$2" -v wall="$wall" -v n="$ADDED" -v user="$user" -v sys="$sys" -v rss="$rss" \
+        'BEGIN { printf "  %-22s %6.2f s  %8.0f events/s  user %5.2f s  sys %5.2f s  peak RSS %4d MB\n",
+                 label, wall, n / wall, user, sys, rss / 1024 }'
 }
 
 for run in $(seq "$RUNS"); do
