@@ -18,12 +18,12 @@
 use std::collections::HashMap;
 
 use custody_merkle::CompactRange;
-use custody_store::batch::{id_keys, link_rows, sort_out, Stored};
+use custody_store::batch::{id_keys, link_rows, link_rows_apart, sort_out, Stored};
 use custody_store::{BatchOutcome, NewEvent, StoreError, StoreResult};
 use rusqlite::types::Value;
 use rusqlite::{Connection, Statement};
 
-use crate::db;
+use crate::{db, runs};
 use custody_store::links::expand;
 
 /// Events per multi-row `INSERT`.
@@ -131,6 +131,7 @@ pub(crate) fn append_events(
     tx: &Connection,
     events: &[NewEvent],
     stored_keys: bool,
+    run_min: Option<usize>,
     range: &mut CompactRange,
     outcome: &mut BatchOutcome,
 ) -> StoreResult<()> {
@@ -138,13 +139,22 @@ pub(crate) fn append_events(
     let stored = stored_with_keys(tx, &keys)?;
     let accepted = sort_out(events, &earlier, &stored, range, outcome)?;
 
+    // A large batch of a store with runs: the id rows go into `links`, the rest as a run.
+    let as_run = run_min.is_some_and(|min| accepted.len() >= min.max(1));
+    let rows_of = |accepted: &[(i64, &NewEvent)]| {
+        if as_run {
+            link_rows_apart(accepted)
+        } else {
+            (link_rows(accepted), Vec::new())
+        }
+    };
     // The link rows are computed on another thread while this one inserts the events
     // (for a large batch; a thread costs more than a small one).
-    let rows = if accepted.len() < PARALLEL_LINKS {
-        link_rows(&accepted)
+    let (rows, run_rows) = if accepted.len() < PARALLEL_LINKS {
+        rows_of(&accepted)
     } else {
         std::thread::scope(|scope| -> StoreResult<_> {
-            let rows = scope.spawn(|| link_rows(&accepted));
+            let rows = scope.spawn(|| rows_of(&accepted));
             insert_events(tx, &accepted, stored_keys)?;
             rows.join()
                 .map_err(|_| StoreError::Backend("computing the link rows panicked".into()))
@@ -152,6 +162,9 @@ pub(crate) fn append_events(
     };
     if accepted.len() < PARALLEL_LINKS {
         insert_events(tx, &accepted, stored_keys)?;
+    }
+    if as_run {
+        runs::append_run(tx, &run_rows, accepted.len())?;
     }
     insert_rows(
         tx,

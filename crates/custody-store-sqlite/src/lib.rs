@@ -8,6 +8,8 @@
 //!   (a store of schema version 3 stores them in `events` and has no view);
 //! - `links`: every way an event can be found (`get`, each [`Lookup`], the duplicate check),
 //!   as 64-bit keys hashed from a tag and the text, with the event's index (module `links`);
+//!   a large batch writes only its id rows there and the rest as a run of blocks in
+//!   `link_runs` and `link_blocks` (module `runs`, schema version 5);
 //! - `quarantine`, `checkpoints`;
 //! - `log_state`: one row with the size and the compact range (Merkle frontier), written in the
 //!   same transaction as each batch so that `root()` costs O(log n) and opening costs nothing.
@@ -21,6 +23,9 @@
 //! their transaction, so two stores (or two processes) appending to one file stay correct.
 
 mod append;
+mod runs;
+
+pub use runs::{FANOUT, MAX_RUN_EVENTS, RUN_MIN_EVENTS};
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -35,8 +40,13 @@ use custody_store::{
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
-/// The schema version this build writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+/// The schema version this build writes and reads (`PRAGMA user_version`): version 4 and
+/// the link index's runs (module `runs`).
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// The earlier schema version this build still reads and appends to as it is: version 4,
+/// whose link index is all in `links` (and stays so).
+pub const SCHEMA_VERSION_NO_RUNS: i64 = 4;
 
 /// The earlier schema version this build still reads and appends to: version 3, whose
 /// `events` table stores `source`, `id` and `type` beside the body; otherwise the same.
@@ -259,6 +269,11 @@ pub struct SqliteStore {
     /// Whether `events` stores `source`, `id` and `type` (schema version 3), which an
     /// insert must then give.
     stored_keys: bool,
+    /// The fewest accepted events for which a batch writes its link rows as a run
+    /// ([`RUN_MIN_EVENTS`]); `None` in a store of schema version 4 or 3, which has no runs.
+    run_min: Option<usize>,
+    /// The runs and their filters, as this connection last read them.
+    run_cache: std::cell::RefCell<runs::RunCache>,
 }
 
 /// Creates an empty store of schema version 3 at `path` (`events` with stored `source`, `id`
@@ -271,6 +286,21 @@ pub fn create_schema_v3(path: &Path) -> StoreResult<()> {
     conn.pragma_update(None, "application_id", APPLICATION_ID)
         .map_err(db)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION_STORED_KEYS)
+        .map_err(db)
+}
+
+/// Creates an empty store of schema version 4 at `path` (no runs in the link index), as an
+/// earlier build did: for tests of this build against such stores.
+#[doc(hidden)]
+pub fn create_schema_v4(path: &Path) -> StoreResult<()> {
+    let conn = Connection::open(path).map_err(db)?;
+    conn.pragma_update(None, "page_size", PAGE_SIZE)
+        .map_err(db)?;
+    conn.execute_batch(EVENTS).map_err(db)?;
+    conn.execute_batch(SCHEMA).map_err(db)?;
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(db)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION_NO_RUNS)
         .map_err(db)
 }
 
@@ -322,6 +352,16 @@ impl SqliteStore {
     /// The file this store lives in (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Sets the fewest accepted events for which a batch writes a run (default
+    /// [`RUN_MIN_EVENTS`]), for tests that make runs and merges with small batches. No
+    /// effect on a store of schema version 4 or 3.
+    #[doc(hidden)]
+    pub fn set_run_min_events(&mut self, events: usize) {
+        if self.run_min.is_some() {
+            self.run_min = Some(events);
+        }
     }
 
     /// Sets the WAL size at which a writer whose checkpoints run elsewhere has the WAL start
@@ -416,6 +456,8 @@ impl SqliteStore {
             restart_frames: WAL_RESTART_BYTES / page_size,
             restart_at: None,
             stored_keys: version == SCHEMA_VERSION_STORED_KEYS,
+            run_min: (version == SCHEMA_VERSION).then_some(RUN_MIN_EVENTS),
+            run_cache: Default::default(),
         };
         store.check_log_state()?;
         Ok(store)
@@ -455,6 +497,7 @@ impl SqliteStore {
             if (app, version, objects) == (0, 0, 0) {
                 tx.execute_batch(EVENTS).map_err(db)?;
                 tx.execute_batch(SCHEMA).map_err(db)?;
+                tx.execute_batch(runs::RUNS_SCHEMA).map_err(db)?;
                 tx.pragma_update(None, "application_id", APPLICATION_ID)
                     .map_err(db)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -469,7 +512,7 @@ impl SqliteStore {
             )));
         }
         match version {
-            SCHEMA_VERSION | SCHEMA_VERSION_STORED_KEYS => Ok(version),
+            SCHEMA_VERSION | SCHEMA_VERSION_NO_RUNS | SCHEMA_VERSION_STORED_KEYS => Ok(version),
             v if v > SCHEMA_VERSION => Err(StoreError::Schema(format!(
                 "{name} has schema version {v}, newer than this build's {SCHEMA_VERSION}: upgrade custody"
             ))),
@@ -505,8 +548,9 @@ impl SqliteStore {
 impl SqliteStore {
     /// The events linked under `key`, in log order, each once. One statement reads each
     /// `links` row with the event of its first index; a row that links more events of its
-    /// batch costs one more read per event.
-    fn linked(&self, key: i64) -> StoreResult<Vec<StoredEvent>> {
+    /// batch costs one more read per event. With `in_runs`, so do the rows of the runs
+    /// (module `runs`), one block of each run read by one more statement.
+    fn linked(&self, key: i64, in_runs: bool) -> StoreResult<Vec<StoredEvent>> {
         let mut stmt = self.conn.prepare_cached(LINKS_OF_KEY).map_err(db)?;
         let mut rows = stmt.query([key]).map_err(db)?;
         let mut out = Vec::new();
@@ -530,6 +574,9 @@ impl SqliteStore {
                 // The first index is already read.
                 more.remove(start);
             }
+        }
+        if in_runs && self.run_min.is_some() {
+            runs::linked_in_runs(&self.conn, &self.run_cache, key, &mut more)?;
         }
         for idx in more {
             if let Some(e) = self.event_at(to_u64(idx, "index")?)? {
@@ -589,6 +636,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<BatchOutcome> {
         // One transaction; on error it is rolled back and nothing is written. No hash is
         // checked: a `NewEvent`'s leaf hash is made from its bytes.
+        // The runs may change; whether the batch commits or not, they are read again.
+        self.run_cache.get_mut().forget();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -598,7 +647,14 @@ impl Store for SqliteStore {
         for r in rejected {
             insert_rejected(&tx, r)?;
         }
-        append::append_events(&tx, events, self.stored_keys, &mut range, &mut outcome)?;
+        append::append_events(
+            &tx,
+            events,
+            self.stored_keys,
+            self.run_min,
+            &mut range,
+            &mut outcome,
+        )?;
         for c in &outcome.conflicts {
             insert_rejected(&tx, c)?;
         }
@@ -642,7 +698,7 @@ impl Store for SqliteStore {
     fn get(&self, key: &EventKey) -> StoreResult<Option<StoredEvent>> {
         // Every event with this id (the key can collide too), checked against the source.
         Ok(self
-            .linked(links::link_key(links::Tag::Id, &key.id))?
+            .linked(links::link_key(links::Tag::Id, &key.id), false)?
             .into_iter()
             .find(|e| e.event.key == *key))
     }
@@ -679,7 +735,9 @@ impl Store for SqliteStore {
 
     fn lookup(&self, by: Lookup<'_>) -> StoreResult<Vec<StoredEvent>> {
         // A link key can collide: every candidate is checked against its typed fields.
-        let mut out = self.linked(links::key_of_lookup(by))?;
+        // Id rows are never in runs.
+        let in_runs = !matches!(by, Lookup::Id(_));
+        let mut out = self.linked(links::key_of_lookup(by), in_runs)?;
         out.retain(|e| links::matches(&e.event, by));
         Ok(out)
     }

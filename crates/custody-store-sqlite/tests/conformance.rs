@@ -2,39 +2,55 @@
 //! whole, then each check as its own test (for clear failures and parallel runs), on files in
 //! a temporary directory; and the checks that need no reopening, in memory. Each check runs
 //! again (module `v3`) against stores of schema version 3 (`events` with stored `source`,
-//! `id` and `type`), which this build still reads and appends to: each created as an earlier
-//! build did, then opened by this one.
+//! `id` and `type`) and (module `v4`) of version 4 (no runs in the link index), which this
+//! build still reads and appends to: each created as an earlier build did, then opened by
+//! this one. Module `runs` runs each check on stores where every batch, however small,
+//! writes its link rows as a run, so that the checks' batches make runs and merges.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use custody_store::testing::{self, Harness};
-use custody_store_sqlite::{create_schema_v3, SqliteStore};
+use custody_store_sqlite::{create_schema_v3, create_schema_v4, SqliteStore};
 use tempfile::TempDir;
 
-/// Stores in files of one temporary directory, removed when the harness is dropped; of
-/// schema version 3 when `v3`.
+/// Which stores a harness makes.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Current,
+    V3,
+    V4,
+    /// Of the current version, with a run for every batch.
+    SmallRuns,
+}
+
+/// Stores in files of one temporary directory, removed when the harness is dropped.
 struct FileHarness {
     dir: TempDir,
     next: AtomicU64,
-    v3: bool,
+    kind: Kind,
 }
 
 impl FileHarness {
     fn new() -> Self {
+        FileHarness::of(Kind::Current)
+    }
+
+    fn of(kind: Kind) -> Self {
         FileHarness {
             dir: tempfile::tempdir().unwrap(),
             next: AtomicU64::new(0),
-            v3: false,
+            kind,
         }
     }
 
-    fn v3() -> Self {
-        FileHarness {
-            v3: true,
-            ..FileHarness::new()
+    fn open(&self, path: &std::path::Path) -> SqliteStore {
+        let mut store = SqliteStore::open(path).unwrap();
+        if self.kind == Kind::SmallRuns {
+            store.set_run_min_events(1);
         }
+        store
     }
 }
 
@@ -44,16 +60,18 @@ impl Harness for FileHarness {
     fn fresh(&self) -> SqliteStore {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.path().join(format!("store-{n}.db"));
-        if self.v3 {
-            create_schema_v3(&path).unwrap();
+        match self.kind {
+            Kind::V3 => create_schema_v3(&path).unwrap(),
+            Kind::V4 => create_schema_v4(&path).unwrap(),
+            Kind::Current | Kind::SmallRuns => {}
         }
-        SqliteStore::open(&path).unwrap()
+        self.open(&path)
     }
 
     fn reopen(&self, store: SqliteStore) -> SqliteStore {
         let path: PathBuf = store.path().unwrap().to_path_buf();
         drop(store);
-        SqliteStore::open(&path).unwrap()
+        self.open(&path)
     }
 }
 
@@ -85,7 +103,19 @@ fn run_all_in_memory() {
 custody_store::conformance_tests!(FileHarness::new());
 
 mod v3 {
-    use super::FileHarness;
+    use super::{FileHarness, Kind};
 
-    custody_store::conformance_tests!(FileHarness::v3());
+    custody_store::conformance_tests!(FileHarness::of(Kind::V3));
+}
+
+mod v4 {
+    use super::{FileHarness, Kind};
+
+    custody_store::conformance_tests!(FileHarness::of(Kind::V4));
+}
+
+mod runs {
+    use super::{FileHarness, Kind};
+
+    custody_store::conformance_tests!(FileHarness::of(Kind::SmallRuns));
 }

@@ -11,9 +11,11 @@
 use std::path::{Path, PathBuf};
 
 use custody_merkle::{leaf_hash, root, Hash};
-use custody_store::testing::{new_event, sample_events, synthetic_events};
+use custody_store::testing::{
+    assert_lookups_match_the_model, new_event, sample_events, synthetic_events,
+};
 use custody_store::{LineOrigin, Lookup, Rejected, Store, StoreError, StoredCheckpoint};
-use custody_store_sqlite::{SqliteStore, SCHEMA_VERSION};
+use custody_store_sqlite::{SqliteStore, FANOUT, RUN_MIN_EVENTS, SCHEMA_VERSION};
 use rusqlite::Connection;
 use tempfile::TempDir;
 
@@ -614,4 +616,67 @@ fn a_schema_3_store_gets_its_stored_columns() {
     assert_eq!(version, 3);
     let sql = "SELECT source, id, type FROM events ORDER BY idx";
     assert_eq!(keys_by(&raw, sql), keys_of(&events));
+}
+
+fn run_levels(path: &Path) -> Vec<(i64, i64)> {
+    let raw = Connection::open(path).unwrap();
+    let mut stmt = raw
+        .prepare("SELECT level, count(*) FROM link_runs GROUP BY level ORDER BY level")
+        .unwrap();
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)));
+    rows.unwrap().collect::<rusqlite::Result<_>>().unwrap()
+}
+
+/// Batches of [`RUN_MIN_EVENTS`] write their link rows as runs, eight runs merge into one,
+/// and every lookup still gives what the model says, before and after reopening; smaller
+/// batches write no run.
+#[test]
+fn large_batches_write_runs_that_merge_and_lookups_stay_exact() {
+    let (_dir, path, mut store) = temp_store();
+    let per = RUN_MIN_EVENTS as u64;
+    let mut all = Vec::new();
+    let mut at = 0;
+    for b in 0..(FANOUT as u64 * 2 + 3) {
+        // Every fifth batch is one event short of a run: its rows go into `links`.
+        let n = if b % 5 == 4 { per - 1 } else { per };
+        let batch = synthetic_events(at, n);
+        assert_eq!(store.append_batch(&batch, &[]).unwrap().accepted, n);
+        at += n;
+        all.extend(batch);
+        if b % 4 == 0 {
+            assert_lookups_match_the_model(&store, &all, &format!("after batch {b}"));
+        }
+    }
+    // 19 batches, 3 of them small: 16 runs, merged into two of level 1.
+    assert_eq!(run_levels(&path), vec![(1, 2)]);
+    assert_lookups_match_the_model(&store, &all, "at the end");
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_lookups_match_the_model(&store, &all, "after reopening");
+}
+
+/// A store of schema version 4 is appended to as it is: no run tables, every row in `links`.
+#[test]
+fn a_version_4_store_keeps_its_links_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.db");
+    custody_store_sqlite::create_schema_v4(&path).unwrap();
+    let mut store = SqliteStore::open(&path).unwrap();
+    let batch = synthetic_events(0, RUN_MIN_EVENTS as u64 * 2);
+    store.append_batch(&batch, &[]).unwrap();
+    assert_lookups_match_the_model(&store, &batch, "version 4");
+    drop(store);
+    let raw = Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+    let runs: i64 = raw
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('link_runs', 'link_blocks')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(runs, 0, "no run tables were added");
 }

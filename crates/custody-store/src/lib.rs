@@ -11,6 +11,7 @@ use custody_merkle::Hash;
 use custody_model::{Event, EventKey};
 
 pub mod batch;
+pub mod blocks;
 pub mod ledger;
 pub mod links;
 #[cfg(feature = "testing")]

@@ -1102,7 +1102,7 @@ pub fn model_lookup(log: &[NewEvent], by: Lookup<'_>) -> Vec<u64> {
 
 /// Every lookup of a few events of `log` (the first two, the last two and some between)
 /// returns what the model says, in log order.
-fn assert_lookups_match_the_model<S: Store>(s: &S, log: &[NewEvent], when: &str) {
+pub fn assert_lookups_match_the_model<S: Store>(s: &S, log: &[NewEvent], when: &str) {
     let n = log.len();
     for i in [0, 1, n / 3, n / 2, n.saturating_sub(2), n.saturating_sub(1)] {
         let Some(e) = log.get(i) else { continue };
