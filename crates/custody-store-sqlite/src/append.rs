@@ -18,12 +18,15 @@
 use std::collections::HashMap;
 
 use custody_merkle::CompactRange;
-use custody_store::batch::{id_keys, link_rows, link_rows_apart, sort_out, Stored};
+use std::cell::RefCell;
+
+use custody_store::batch::{id_keys, link_rows, sort_out, Stored};
 use custody_store::{BatchOutcome, NewEvent, StoreError, StoreResult};
 use rusqlite::types::Value;
 use rusqlite::{Connection, Statement};
 
-use crate::{db, runs};
+use crate::db;
+use crate::runs::{self, RunCache};
 use custody_store::links::expand;
 
 /// Events per multi-row `INSERT`.
@@ -67,14 +70,21 @@ fn multi_row_sql(head: &str, row: &str, rows: usize) -> String {
 /// The stored events linked under one of `keys` (sorted), by `(source, id)`: each with its
 /// index and bytes. Keys collide, and an id is linked once per source, so more come back than
 /// the batch needs; the caller matches by text.
-fn stored_with_keys(tx: &Connection, keys: &[i64]) -> StoreResult<Stored> {
+fn stored_with_keys(
+    tx: &Connection,
+    keys: &[i64],
+    runs: Option<&RefCell<RunCache>>,
+) -> StoreResult<Stored> {
     let mut out = HashMap::new();
     if keys.is_empty() {
         return Ok(out);
     }
+    let mut idxs = Vec::new();
+    if let Some(cache) = runs {
+        runs::linked_in_runs(tx, cache, None, keys, &mut idxs)?;
+    }
     let keys: rusqlite::vtab::array::Array =
         std::rc::Rc::new(keys.iter().map(|&k| Value::Integer(k)).collect());
-    let mut idxs = Vec::new();
     {
         let mut stmt = tx.prepare_cached(LINKS_OF_KEYS).map_err(db)?;
         let mut rows = stmt.query([keys]).map_err(db)?;
@@ -131,30 +141,23 @@ pub(crate) fn append_events(
     tx: &Connection,
     events: &[NewEvent],
     stored_keys: bool,
-    run_min: Option<usize>,
+    runs: Option<(usize, &RefCell<RunCache>)>,
     range: &mut CompactRange,
     outcome: &mut BatchOutcome,
 ) -> StoreResult<()> {
     let (keys, earlier) = id_keys(events);
-    let stored = stored_with_keys(tx, &keys)?;
+    let stored = stored_with_keys(tx, &keys, runs.map(|r| r.1))?;
     let accepted = sort_out(events, &earlier, &stored, range, outcome)?;
 
-    // A large batch of a store with runs: the id rows go into `links`, the rest as a run.
-    let as_run = run_min.is_some_and(|min| accepted.len() >= min.max(1));
-    let rows_of = |accepted: &[(i64, &NewEvent)]| {
-        if as_run {
-            link_rows_apart(accepted)
-        } else {
-            (link_rows(accepted), Vec::new())
-        }
-    };
+    // A large batch of a store with runs writes its rows as a run, any other into `links`.
+    let as_run = runs.is_some_and(|(min, _)| accepted.len() >= min.max(1));
     // The link rows are computed on another thread while this one inserts the events
     // (for a large batch; a thread costs more than a small one).
-    let (rows, run_rows) = if accepted.len() < PARALLEL_LINKS {
-        rows_of(&accepted)
+    let rows = if accepted.len() < PARALLEL_LINKS {
+        link_rows(&accepted)
     } else {
         std::thread::scope(|scope| -> StoreResult<_> {
-            let rows = scope.spawn(|| rows_of(&accepted));
+            let rows = scope.spawn(|| link_rows(&accepted));
             insert_events(tx, &accepted, stored_keys)?;
             rows.join()
                 .map_err(|_| StoreError::Backend("computing the link rows panicked".into()))
@@ -164,7 +167,7 @@ pub(crate) fn append_events(
         insert_events(tx, &accepted, stored_keys)?;
     }
     if as_run {
-        runs::append_run(tx, &run_rows, accepted.len())?;
+        return runs::append_run(tx, &rows, accepted.len());
     }
     insert_rows(
         tx,

@@ -256,6 +256,10 @@ const CONNECTION_PRAGMAS: &str = "
 const LINKS_OF_KEY: &str = "SELECT e.idx, e.body, e.leaf_hash, l.more FROM links AS l \
      JOIN events AS e ON e.idx = l.first WHERE l.key = ?1 ORDER BY l.first";
 
+/// The events at an array of indexes.
+const EVENTS_AT: &str = "SELECT e.idx, e.body, e.leaf_hash FROM rarray(?1) AS j \
+     JOIN events AS e ON e.idx = j.value";
+
 /// The embedded store: one SQLite file (WAL mode) or, for tests, one in-memory database.
 pub struct SqliteStore {
     conn: Connection,
@@ -274,6 +278,9 @@ pub struct SqliteStore {
     run_min: Option<usize>,
     /// The runs and their filters, as this connection last read them.
     run_cache: std::cell::RefCell<runs::RunCache>,
+    /// Read snapshots begun (`read_snapshot`), and the one open now.
+    snapshots: Cell<u64>,
+    snapshot: Cell<Option<u64>>,
 }
 
 /// Creates an empty store of schema version 3 at `path` (`events` with stored `source`, `id`
@@ -458,6 +465,8 @@ impl SqliteStore {
             stored_keys: version == SCHEMA_VERSION_STORED_KEYS,
             run_min: (version == SCHEMA_VERSION).then_some(RUN_MIN_EVENTS),
             run_cache: Default::default(),
+            snapshots: Cell::new(0),
+            snapshot: Cell::new(None),
         };
         store.check_log_state()?;
         Ok(store)
@@ -546,11 +555,51 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// [`Store::append_batch`] itself: one transaction.
+    fn append_batch_once(
+        &mut self,
+        events: &[NewEvent],
+        rejected: &[Rejected],
+    ) -> StoreResult<BatchOutcome> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let mut range = read_range(&tx)?;
+        let mut outcome = BatchOutcome::default();
+        for r in rejected {
+            insert_rejected(&tx, r)?;
+        }
+        append::append_events(
+            &tx,
+            events,
+            self.stored_keys,
+            self.run_min.map(|min| (min, &self.run_cache)),
+            &mut range,
+            &mut outcome,
+        )?;
+        for c in &outcome.conflicts {
+            insert_rejected(&tx, c)?;
+        }
+        if outcome.accepted > 0 {
+            tx.prepare_cached("UPDATE log_state SET size = ?1, compact_range = ?2 WHERE id = 1")
+                .map_err(db)?
+                .execute(params![to_i64(range.size(), "log size")?, range.to_bytes()])
+                .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        self.bound_wal();
+        outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
+        outcome.size = range.size();
+        outcome.root = range.root();
+        Ok(outcome)
+    }
+
     /// The events linked under `key`, in log order, each once. One statement reads each
     /// `links` row with the event of its first index; a row that links more events of its
-    /// batch costs one more read per event. With `in_runs`, so do the rows of the runs
-    /// (module `runs`), one block of each run read by one more statement.
-    fn linked(&self, key: i64, in_runs: bool) -> StoreResult<Vec<StoredEvent>> {
+    /// batch costs one more read per event; so do the rows of the runs (module `runs`), one
+    /// block of each run whose filter may hold the key read by one more statement.
+    fn linked(&self, key: i64) -> StoreResult<Vec<StoredEvent>> {
         let mut stmt = self.conn.prepare_cached(LINKS_OF_KEY).map_err(db)?;
         let mut rows = stmt.query([key]).map_err(db)?;
         let mut out = Vec::new();
@@ -575,12 +624,27 @@ impl SqliteStore {
                 more.remove(start);
             }
         }
-        if in_runs && self.run_min.is_some() {
-            runs::linked_in_runs(&self.conn, &self.run_cache, key, &mut more)?;
+        if self.run_min.is_some() {
+            let snapshot = self.snapshot.get();
+            runs::linked_in_runs(&self.conn, &self.run_cache, snapshot, &[key], &mut more)?;
         }
-        for idx in more {
-            if let Some(e) = self.event_at(to_u64(idx, "index")?)? {
-                out.push(e);
+        if more.len() <= 2 {
+            for idx in more {
+                if let Some(e) = self.event_at(to_u64(idx, "index")?)? {
+                    out.push(e);
+                }
+            }
+        } else {
+            // One statement for all of them.
+            let idxs: rusqlite::vtab::array::Array = std::rc::Rc::new(
+                more.into_iter()
+                    .map(rusqlite::types::Value::Integer)
+                    .collect(),
+            );
+            let mut stmt = self.conn.prepare_cached(EVENTS_AT).map_err(db)?;
+            let mut rows = stmt.query([idxs]).map_err(db)?;
+            while let Some(row) = rows.next().map_err(db)? {
+                out.push(stored_event(row)?);
             }
         }
         // Rows of one key hold disjoint, increasing ranges; sorting keeps the log order and
@@ -636,40 +700,13 @@ impl Store for SqliteStore {
     ) -> StoreResult<BatchOutcome> {
         // One transaction; on error it is rolled back and nothing is written. No hash is
         // checked: a `NewEvent`'s leaf hash is made from its bytes.
-        // The runs may change; whether the batch commits or not, they are read again.
+        // The runs are read again inside the batch's transaction (the duplicate check reads
+        // them) and after it, whether it commits or not: this connection's own commits do
+        // not change `data_version`.
         self.run_cache.get_mut().forget();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let mut range = read_range(&tx)?;
-        let mut outcome = BatchOutcome::default();
-        for r in rejected {
-            insert_rejected(&tx, r)?;
-        }
-        append::append_events(
-            &tx,
-            events,
-            self.stored_keys,
-            self.run_min,
-            &mut range,
-            &mut outcome,
-        )?;
-        for c in &outcome.conflicts {
-            insert_rejected(&tx, c)?;
-        }
-        if outcome.accepted > 0 {
-            tx.prepare_cached("UPDATE log_state SET size = ?1, compact_range = ?2 WHERE id = 1")
-                .map_err(db)?
-                .execute(params![to_i64(range.size(), "log size")?, range.to_bytes()])
-                .map_err(db)?;
-        }
-        tx.commit().map_err(db)?;
-        self.bound_wal();
-        outcome.quarantined = (rejected.len() + outcome.conflicts.len()) as u64;
-        outcome.size = range.size();
-        outcome.root = range.root();
-        Ok(outcome)
+        let outcome = self.append_batch_once(events, rejected);
+        self.run_cache.get_mut().forget();
+        outcome
     }
 
     fn size(&self) -> StoreResult<u64> {
@@ -698,7 +735,7 @@ impl Store for SqliteStore {
     fn get(&self, key: &EventKey) -> StoreResult<Option<StoredEvent>> {
         // Every event with this id (the key can collide too), checked against the source.
         Ok(self
-            .linked(links::link_key(links::Tag::Id, &key.id), false)?
+            .linked(links::link_key(links::Tag::Id, &key.id))?
             .into_iter()
             .find(|e| e.event.key == *key))
     }
@@ -727,7 +764,12 @@ impl Store for SqliteStore {
             return f(); // already inside a transaction: its snapshot holds
         }
         self.conn.execute_batch("BEGIN DEFERRED").map_err(db)?;
+        // The runs cannot change within it: read once, they serve every lookup of it.
+        let snapshots = self.snapshots.get().wrapping_add(1);
+        self.snapshots.set(snapshots);
+        self.snapshot.set(Some(snapshots));
         let result = f();
+        self.snapshot.set(None);
         // A read transaction: committing it writes nothing.
         let end = self.conn.execute_batch("COMMIT").map_err(db);
         result.and(end)
@@ -735,9 +777,7 @@ impl Store for SqliteStore {
 
     fn lookup(&self, by: Lookup<'_>) -> StoreResult<Vec<StoredEvent>> {
         // A link key can collide: every candidate is checked against its typed fields.
-        // Id rows are never in runs.
-        let in_runs = !matches!(by, Lookup::Id(_));
-        let mut out = self.linked(links::key_of_lookup(by), in_runs)?;
+        let mut out = self.linked(links::key_of_lookup(by))?;
         out.retain(|e| links::matches(&e.event, by));
         Ok(out)
     }

@@ -6,23 +6,25 @@
 //! the more events a store held, the more pages that was: 27% of an ingest into an empty
 //! store, 45% into one of 2M events (perf and alternating rounds, 2026-12-05).
 //!
-//! So a batch of at least [`RUN_MIN_EVENTS`] accepted events writes only its id rows there
-//! (the duplicate check reads them for every batch), and its other rows, sorted, as one
+//! So a batch of at least [`RUN_MIN_EVENTS`] accepted events writes its rows, sorted, as one
 //! *run*: blocks of rows (`custody_store::blocks`) in `link_blocks`, keyed by the run and
-//! the block's last key, appended at the end of the table. A lookup reads one block per run,
-//! found by one seek, and only of the runs whose Bloom filter (`link_runs.filter`, read
-//! once per connection) says the key may be there. Runs are merged so that there are few of them: when a level holds
-//! [`FANOUT`] runs, they become one run of the next level, unless that run would hold more
-//! than [`MAX_RUN_EVENTS`] events. A merge reads and writes blocks, not B-tree rows, one
-//! part of the key space at a time (memory stays bounded), in the transaction of the batch
-//! that made it due.
+//! the block's last key, appended at the end of the table, and a Bloom filter of the run's
+//! keys (`link_runs.filter`). A lookup, and the duplicate check of each batch (its id keys),
+//! tests each run's filter (read once per connection, and again only for new runs) and
+//! reads one block, found by one seek, of each run that may hold the key.
+//!
+//! Runs are merged so that there are few of them: when a level holds [`FANOUT`] runs, they
+//! become one run of the next level, unless that run would hold more than
+//! [`MAX_RUN_EVENTS`] events. A merge reads and writes blocks, not B-tree rows, one part of
+//! the key space at a time (memory stays bounded), in the transaction of the batch that
+//! made it due.
 //!
 //! `link_runs` and `link_blocks` are derived data, like `links`: merges delete and
 //! rewrite them. The log (`events`) is what the Merkle tree protects.
 
-use custody_store::batch::LinkRow;
 use std::cell::RefCell;
 
+use custody_store::batch::LinkRow;
 use custody_store::blocks::{rows_of, KeyFilter, Packer};
 use custody_store::links::expand;
 use custody_store::{StoreError, StoreResult};
@@ -254,6 +256,8 @@ fn read_part(
 pub(crate) struct RunCache {
     /// `PRAGMA data_version` when read; `None` when to be read again.
     version: Option<i64>,
+    /// The read snapshot (`SqliteStore::read_snapshot`) in which it was checked last.
+    snapshot: Option<u64>,
     runs: Vec<(i64, KeyFilter)>,
 }
 
@@ -261,12 +265,24 @@ impl RunCache {
     /// To be read again before the next lookup (after this connection wrote).
     pub(crate) fn forget(&mut self) {
         self.version = None;
+        self.snapshot = None;
     }
 }
 
 /// Brings `cache` up to date: the runs there are now, with their filters (read only for runs
-/// not read before: a run never changes once written).
-fn refresh(conn: &Connection, cache: &mut RunCache) -> StoreResult<()> {
+/// not read before: a run never changes once written). Within one read snapshot, once: the
+/// caller has read from the store before (so the snapshot has begun and `data_version`
+/// speaks of it), and nothing changes in it after.
+fn refresh(conn: &Connection, cache: &mut RunCache, snapshot: Option<u64>) -> StoreResult<()> {
+    if snapshot.is_some() && cache.snapshot == snapshot {
+        return Ok(());
+    }
+    refresh_now(conn, cache)?;
+    cache.snapshot = snapshot;
+    Ok(())
+}
+
+fn refresh_now(conn: &Connection, cache: &mut RunCache) -> StoreResult<()> {
     // Changes when another connection commits; this connection's own commits call `forget`.
     let version: i64 = conn
         .prepare_cached("PRAGMA data_version")
@@ -304,38 +320,45 @@ fn refresh(conn: &Connection, cache: &mut RunCache) -> StoreResult<()> {
     Ok(())
 }
 
-/// Appends to `out` the indexes linked under `key` in every run.
+/// Appends to `out` the indexes linked under any of `keys` in every run.
+/// `snapshot`: the read snapshot open now, if any.
 pub(crate) fn linked_in_runs(
     conn: &Connection,
     cache: &RefCell<RunCache>,
-    key: i64,
+    snapshot: Option<u64>,
+    keys: &[i64],
     out: &mut Vec<i64>,
 ) -> StoreResult<()> {
     let mut cache = cache.borrow_mut();
-    refresh(conn, &mut cache)?;
+    refresh(conn, &mut cache, snapshot)?;
+    if cache.runs.is_empty() {
+        return Ok(());
+    }
     let mut stmt = conn.prepare_cached(BLOCK_OF_KEY).map_err(db)?;
-    for (run, filter) in &cache.runs {
-        if !filter.may_contain(key) {
-            continue;
-        }
-        let mut blocks = stmt.query(params![run, key]).map_err(db)?;
-        let Some(block) = blocks.next().map_err(db)? else {
-            continue;
-        };
-        let block = block
-            .get_ref(0)
-            .map_err(db)?
-            .as_blob()
-            .map_err(|_| damaged(*run))?;
-        let mut bad = false;
-        rows_of(block, |k, first, more| {
-            if k == key && !bad {
-                bad = expand(first, block.get(more).unwrap_or_default(), out).is_none();
+    for &key in keys {
+        for (run, filter) in &cache.runs {
+            if !filter.may_contain(key) {
+                continue;
             }
-        })
-        .ok_or_else(|| damaged(*run))?;
-        if bad {
-            return Err(damaged(*run));
+            let mut blocks = stmt.query(params![run, key]).map_err(db)?;
+            let Some(block) = blocks.next().map_err(db)? else {
+                continue;
+            };
+            let block = block
+                .get_ref(0)
+                .map_err(db)?
+                .as_blob()
+                .map_err(|_| damaged(*run))?;
+            let mut bad = false;
+            rows_of(block, |k, first, more| {
+                if k == key && !bad {
+                    bad = expand(first, block.get(more).unwrap_or_default(), out).is_none();
+                }
+            })
+            .ok_or_else(|| damaged(*run))?;
+            if bad {
+                return Err(damaged(*run));
+            }
         }
     }
     Ok(())
@@ -398,7 +421,7 @@ mod tests {
         let cache = RefCell::new(RunCache::default());
         for key in (0..97).map(key_a).chain((0..13).map(key_b)) {
             let mut got = Vec::new();
-            linked_in_runs(&conn, &cache, key, &mut got).unwrap();
+            linked_in_runs(&conn, &cache, None, &[key], &mut got).unwrap();
             got.sort_unstable();
             let want: Vec<i64> = (0..n)
                 .filter(|&i| key_a(i) == key || key_b(i) == key)
@@ -406,7 +429,7 @@ mod tests {
             assert_eq!(got, want, "key {key}");
         }
         let mut none = Vec::new();
-        linked_in_runs(&conn, &cache, 12_345, &mut none).unwrap();
+        linked_in_runs(&conn, &cache, None, &[12_345], &mut none).unwrap();
         assert!(none.is_empty());
     }
 
@@ -427,13 +450,13 @@ mod tests {
         let conn = appended(2, 50, MERGE_PART_EVENTS);
         let cache = RefCell::new(RunCache::default());
         let mut out = Vec::new();
-        linked_in_runs(&conn, &cache, key_a(3), &mut out).unwrap();
+        linked_in_runs(&conn, &cache, None, &[key_a(3)], &mut out).unwrap();
         assert_eq!(out, vec![3]);
         conn.execute("UPDATE link_blocks SET rows = x'0102'", [])
             .unwrap();
         cache.borrow_mut().forget();
         assert!(matches!(
-            linked_in_runs(&conn, &cache, key_a(3), &mut out),
+            linked_in_runs(&conn, &cache, None, &[key_a(3)], &mut out),
             Err(StoreError::Corrupt { .. })
         ));
         conn.execute("UPDATE link_runs SET filter = x'01'", [])
@@ -441,7 +464,7 @@ mod tests {
         cache.borrow_mut().forget();
         *cache.borrow_mut() = RunCache::default();
         assert!(matches!(
-            linked_in_runs(&conn, &cache, key_a(3), &mut out),
+            linked_in_runs(&conn, &cache, None, &[key_a(3)], &mut out),
             Err(StoreError::Corrupt { .. })
         ));
     }

@@ -680,3 +680,46 @@ fn a_version_4_store_keeps_its_links_as_they_are() {
         .unwrap();
     assert_eq!(runs, 0, "no run tables were added");
 }
+
+/// A second handle on the file sees the runs the first one writes (its cached filters are
+/// read again), in its lookups and in its duplicate check.
+#[test]
+fn a_second_handle_sees_the_runs_of_the_first() {
+    let (_dir, path, mut a) = temp_store();
+    let mut b = SqliteStore::open(&path).unwrap();
+    let per = RUN_MIN_EVENTS as u64;
+    let mut all = synthetic_events(0, per);
+    a.append_batch(&all, &[]).unwrap();
+    assert_lookups_match_the_model(&b, &all, "after the first run");
+    let second = synthetic_events(per, per);
+    a.append_batch(&second, &[]).unwrap();
+    all.extend(second.iter().cloned());
+    assert_lookups_match_the_model(&b, &all, "after the second run");
+    let again = b.append_batch(&second, &[]).unwrap();
+    assert_eq!((again.accepted, again.duplicates), (0, per));
+    assert_eq!(run_levels(&path), vec![(0, 2)]);
+}
+
+/// As `a_read_snapshot_does_not_see_appends_made_during_it`, with every batch a run: the runs
+/// read once in a snapshot serve it, and the next lookup after it reads the new run.
+#[test]
+fn a_read_snapshot_reads_the_runs_of_its_own_time() {
+    let (_dir, path, mut writer) = temp_store();
+    writer.set_run_min_events(1);
+    writer.append_batch(&synthetic_events(0, 10), &[]).unwrap();
+    let reader = SqliteStore::open(&path).unwrap();
+    let mut seen = Vec::new();
+    reader
+        .read_snapshot(&mut || {
+            seen.push(reader.lookup(Lookup::Id("req-2"))?.len() as u64); // event 12
+            writer.append_batch(&synthetic_events(10, 5), &[])?;
+            seen.push(reader.lookup(Lookup::Id("req-2"))?.len() as u64);
+            seen.push(reader.lookup(Lookup::Id("del-2"))?.len() as u64); // event 13
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, [0, 0, 0], "one snapshot for every read inside");
+    assert_eq!(reader.lookup(Lookup::Id("req-2")).unwrap().len(), 1);
+    assert_eq!(reader.lookup(Lookup::Id("del-2")).unwrap().len(), 1);
+    assert_eq!(run_levels(&path), vec![(0, 2)]);
+}

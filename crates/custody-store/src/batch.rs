@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use custody_merkle::{CompactRange, Hash};
 use custody_model::Event;
 
-use crate::links::{group, keys_of, link_key, other_keys_of, Tag};
+use crate::links::{group, keys_of, link_key, Tag};
 use crate::{BatchOutcome, LineOrigin, NewEvent, Rejected, StoreError, StoreResult, StoredEvent};
 
 /// Stored events by `(source, id)`, with their index and canonical bytes.
@@ -159,18 +159,6 @@ pub fn link_rows(accepted: &[(i64, &NewEvent)]) -> Vec<LinkRow> {
         keys_of(&e.event, |k| links.push((k, *idx)));
     }
     rows_of_pairs(links)
-}
-
-/// [`link_rows`] in two parts: the rows of the events' id keys (which the duplicate check
-/// reads), and the rest.
-pub fn link_rows_apart(accepted: &[(i64, &NewEvent)]) -> (Vec<LinkRow>, Vec<LinkRow>) {
-    let mut ids: Vec<(i64, i64)> = Vec::with_capacity(accepted.len());
-    let mut others: Vec<(i64, i64)> = Vec::with_capacity(accepted.len() * 6);
-    for (idx, e) in accepted {
-        ids.push((link_key(Tag::Id, &e.event.key.id), *idx));
-        other_keys_of(&e.event, |k| others.push((k, *idx)));
-    }
-    (rows_of_pairs(ids), rows_of_pairs(others))
 }
 
 /// A `links` row: key, first index, the gaps to the others (see [`crate::links::group`]).

@@ -131,11 +131,6 @@ fn secret_of(event: &Event) -> Option<&str> {
 /// Calls `f` with every link key of `event` (the same key may come more than once).
 pub fn keys_of(event: &Event, mut f: impl FnMut(i64)) {
     f(link_key(Tag::Id, &event.key.id));
-    other_keys_of(event, f);
-}
-
-/// Calls `f` with every link key of `event` but its id's ([`keys_of`] without the first).
-pub fn other_keys_of(event: &Event, mut f: impl FnMut(i64)) {
     if let Some(c) = event.credential_id() {
         f(link_key(Tag::Credential, c));
     }
