@@ -287,27 +287,25 @@ pub struct SqliteStore {
 /// and `type`), as an earlier build did: for tests of this build against such stores.
 #[doc(hidden)]
 pub fn create_schema_v3(path: &Path) -> StoreResult<()> {
-    let conn = Connection::open(path).map_err(db)?;
-    conn.execute_batch(EVENTS_V3).map_err(db)?;
-    conn.execute_batch(SCHEMA).map_err(db)?;
-    conn.pragma_update(None, "application_id", APPLICATION_ID)
-        .map_err(db)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION_STORED_KEYS)
-        .map_err(db)
+    create_earlier_schema(path, EVENTS_V3, SCHEMA_VERSION_STORED_KEYS)
 }
 
 /// Creates an empty store of schema version 4 at `path` (no runs in the link index), as an
 /// earlier build did: for tests of this build against such stores.
 #[doc(hidden)]
 pub fn create_schema_v4(path: &Path) -> StoreResult<()> {
+    create_earlier_schema(path, EVENTS, SCHEMA_VERSION_NO_RUNS)
+}
+
+fn create_earlier_schema(path: &Path, events: &str, version: i64) -> StoreResult<()> {
     let conn = Connection::open(path).map_err(db)?;
     conn.pragma_update(None, "page_size", PAGE_SIZE)
         .map_err(db)?;
-    conn.execute_batch(EVENTS).map_err(db)?;
+    conn.execute_batch(events).map_err(db)?;
     conn.execute_batch(SCHEMA).map_err(db)?;
     conn.pragma_update(None, "application_id", APPLICATION_ID)
         .map_err(db)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION_NO_RUNS)
+    conn.pragma_update(None, "user_version", version)
         .map_err(db)
 }
 

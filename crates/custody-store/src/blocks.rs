@@ -14,7 +14,8 @@ use std::ops::Range;
 /// in the page), large enough that a batch's index is a few hundred values.
 pub const BLOCK_BYTES: usize = 896;
 
-fn push_leb(out: &mut Vec<u8>, mut n: u64) {
+/// Appends `n` as LEB128.
+pub(crate) fn push_leb(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;
@@ -153,30 +154,36 @@ impl KeyFilter {
         }
     }
 
-    /// The word index and bit of each probe of `key`.
-    fn probes(&self, key: i64) -> impl Iterator<Item = (usize, u64)> {
+    /// The first word of `key`'s line, and the word of its bits from which probe `i` takes
+    /// bits `6 i .. 6 i + 6`.
+    fn line_and_bits(&self, key: i64) -> (usize, u64) {
         let h = mix(key);
         let lines = (self.words.len() / 8).max(1) as u128;
         // The line from all 64 bits (a multiply, not a division); the bits from a second mix.
         let line = ((u128::from(h) * lines) >> 64) as usize * 8;
-        let bits = mix(h.rotate_left(32) as i64);
-        (0..FILTER_PROBES).map(move |i| (line + i as usize, 1u64 << ((bits >> (6 * i)) & 63)))
+        (line, mix(h.rotate_left(32) as i64))
     }
 
     /// Adds `key`.
     pub fn insert(&mut self, key: i64) {
-        let probes: Vec<(usize, u64)> = self.probes(key).collect();
-        for (w, bit) in probes {
-            if let Some(word) = self.words.get_mut(w) {
-                *word |= bit;
+        let (line, bits) = self.line_and_bits(key);
+        if let Some(words) = self.words.get_mut(line..line + FILTER_PROBES as usize) {
+            for (i, word) in (0..FILTER_PROBES).zip(words) {
+                *word |= 1u64 << ((bits >> (6 * i)) & 63);
             }
         }
     }
 
     /// Whether `key` may have been added (never false for one that was).
     pub fn may_contain(&self, key: i64) -> bool {
-        self.probes(key)
-            .all(|(w, bit)| self.words.get(w).is_some_and(|word| word & bit != 0))
+        let (line, bits) = self.line_and_bits(key);
+        self.words
+            .get(line..line + FILTER_PROBES as usize)
+            .is_some_and(|words| {
+                (0..FILTER_PROBES)
+                    .zip(words)
+                    .all(|(i, word)| word & (1u64 << ((bits >> (6 * i)) & 63)) != 0)
+            })
     }
 
     /// Its bytes (little-endian words), as stored.

@@ -179,17 +179,8 @@ pub fn group(pairs: &[(i64, i64)], mut row: impl FnMut(i64, i64, &[u8])) {
         more.clear();
         let mut last = first;
         for &(_, idx) in rest.get(1..n).unwrap_or_default() {
-            let mut gap = idx.abs_diff(last);
+            crate::blocks::push_leb(&mut more, idx.abs_diff(last));
             last = idx;
-            loop {
-                let byte = (gap & 0x7f) as u8;
-                gap >>= 7;
-                if gap == 0 {
-                    more.push(byte);
-                    break;
-                }
-                more.push(byte | 0x80);
-            }
         }
         row(key, first, &more);
         rest = rest.get(n..).unwrap_or_default();
