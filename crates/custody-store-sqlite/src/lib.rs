@@ -256,6 +256,13 @@ const CONNECTION_PRAGMAS: &str = "
 const LINKS_OF_KEY: &str = "SELECT e.idx, e.body, e.leaf_hash, l.more FROM links AS l \
      JOIN events AS e ON e.idx = l.first WHERE l.key = ?1 ORDER BY l.first";
 
+/// [`LINKS_OF_KEY`], then the events at an array of indexes (those the runs link), each
+/// with no more indexes.
+const LINKS_OF_KEY_AND_EVENTS_AT: &str = "SELECT e.idx, e.body, e.leaf_hash, l.more \
+     FROM links AS l JOIN events AS e ON e.idx = l.first WHERE l.key = ?1 \
+     UNION ALL SELECT e.idx, e.body, e.leaf_hash, x'' FROM rarray(?2) AS j \
+     JOIN events AS e ON e.idx = j.value";
+
 /// The events at an array of indexes.
 const EVENTS_AT: &str = "SELECT e.idx, e.body, e.leaf_hash FROM rarray(?1) AS j \
      JOIN events AS e ON e.idx = j.value";
@@ -598,8 +605,30 @@ impl SqliteStore {
     /// batch costs one more read per event; so do the rows of the runs (module `runs`), one
     /// block of each run whose filter may hold the key read by one more statement.
     fn linked(&self, key: i64) -> StoreResult<Vec<StoredEvent>> {
-        let mut stmt = self.conn.prepare_cached(LINKS_OF_KEY).map_err(db)?;
-        let mut rows = stmt.query([key]).map_err(db)?;
+        // The runs first (their filters are in memory, and most runs are passed over): the
+        // events they link are then read by the statement that reads `links`.
+        let mut in_runs = Vec::new();
+        if self.run_min.is_some() {
+            let snapshot = self.snapshot.get();
+            runs::linked_in_runs(&self.conn, &self.run_cache, snapshot, &[key], &mut in_runs)?;
+        }
+        let mut stmt;
+        let mut rows = if in_runs.is_empty() {
+            stmt = self.conn.prepare_cached(LINKS_OF_KEY).map_err(db)?;
+            stmt.query([key]).map_err(db)?
+        } else {
+            let idxs: rusqlite::vtab::array::Array = std::rc::Rc::new(
+                in_runs
+                    .into_iter()
+                    .map(rusqlite::types::Value::Integer)
+                    .collect(),
+            );
+            stmt = self
+                .conn
+                .prepare_cached(LINKS_OF_KEY_AND_EVENTS_AT)
+                .map_err(db)?;
+            stmt.query(params![key, idxs]).map_err(db)?
+        };
         let mut out = Vec::new();
         let mut more = Vec::new();
         while let Some(row) = rows.next().map_err(db)? {
@@ -622,10 +651,7 @@ impl SqliteStore {
                 more.remove(start);
             }
         }
-        if self.run_min.is_some() {
-            let snapshot = self.snapshot.get();
-            runs::linked_in_runs(&self.conn, &self.run_cache, snapshot, &[key], &mut more)?;
-        }
+        drop(rows);
         if more.len() <= 2 {
             for idx in more {
                 if let Some(e) = self.event_at(to_u64(idx, "index")?)? {
@@ -969,7 +995,11 @@ mod tests {
     #[test]
     fn lookups_and_the_duplicate_check_use_the_indexes() {
         let store = SqliteStore::open_in_memory().unwrap();
-        for sql in [LINKS_OF_KEY, append::LINKS_OF_KEYS] {
+        for sql in [
+            LINKS_OF_KEY,
+            append::LINKS_OF_KEYS,
+            LINKS_OF_KEY_AND_EVENTS_AT,
+        ] {
             let plan = plan(&store, sql);
             assert!(
                 plan.contains("USING PRIMARY KEY (key=?)")
@@ -979,5 +1009,21 @@ mod tests {
                 "{sql}: {plan}"
             );
         }
+        // Events by index: one seek each.
+        for sql in [EVENTS_AT, LINKS_OF_KEY_AND_EVENTS_AT] {
+            let plan = plan(&store, sql);
+            assert!(
+                plan.contains("SEARCH e USING INTEGER PRIMARY KEY (rowid=?)")
+                    && !plan.contains("SCAN e"),
+                "{sql}: {plan}"
+            );
+        }
+        // A run's block: one seek, no sort.
+        let plan = plan(&store, runs::BLOCK_OF_KEY);
+        assert!(
+            plan.contains("SEARCH link_blocks USING PRIMARY KEY (run=? AND last>?)")
+                && !plan.contains("TEMP B-TREE"),
+            "{plan}"
+        );
     }
 }

@@ -270,28 +270,37 @@ impl RunCache {
 }
 
 /// Brings `cache` up to date: the runs there are now, with their filters (read only for runs
-/// not read before: a run never changes once written). Within one read snapshot, once: the
-/// caller has read from the store before (so the snapshot has begun and `data_version`
-/// speaks of it), and nothing changes in it after.
+/// not read before: a run never changes once written).
+///
+/// In a read snapshot, once: the first time, the runs are listed whatever `data_version`
+/// says, and that listing begins the snapshot if nothing in it has read yet, so the runs
+/// listed are the snapshot's; nothing changes in it after. Otherwise, when `data_version`
+/// says another connection has committed since (this connection's own commits call
+/// [`RunCache::forget`]).
 fn refresh(conn: &Connection, cache: &mut RunCache, snapshot: Option<u64>) -> StoreResult<()> {
-    if snapshot.is_some() && cache.snapshot == snapshot {
+    if snapshot.is_some() {
+        if cache.snapshot != snapshot {
+            list_runs(conn, cache)?;
+            cache.version = None;
+            cache.snapshot = snapshot;
+        }
         return Ok(());
     }
-    refresh_now(conn, cache)?;
-    cache.snapshot = snapshot;
-    Ok(())
-}
-
-fn refresh_now(conn: &Connection, cache: &mut RunCache) -> StoreResult<()> {
-    // Changes when another connection commits; this connection's own commits call `forget`.
     let version: i64 = conn
         .prepare_cached("PRAGMA data_version")
         .map_err(db)?
         .query_row([], |r| r.get(0))
         .map_err(db)?;
-    if cache.version == Some(version) {
-        return Ok(());
+    if cache.version != Some(version) {
+        list_runs(conn, cache)?;
+        cache.version = Some(version);
+        cache.snapshot = None;
     }
+    Ok(())
+}
+
+/// Lists the runs there are now into `cache`, reading the filters of new ones.
+fn list_runs(conn: &Connection, cache: &mut RunCache) -> StoreResult<()> {
     let ids: Vec<i64> = {
         let mut stmt = conn
             .prepare_cached("SELECT run FROM link_runs ORDER BY run")
@@ -316,7 +325,6 @@ fn refresh_now(conn: &Connection, cache: &mut RunCache) -> StoreResult<()> {
         })?;
         cache.runs.push((run, filter));
     }
-    cache.version = Some(version);
     Ok(())
 }
 
