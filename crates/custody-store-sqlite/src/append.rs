@@ -1,15 +1,18 @@
 //! The write path: one batch, one transaction.
 //!
 //! 1. The ids of the whole batch are hashed and looked up in `links` by one statement (the
-//!    keys go in as one array, read with rusqlite's `rarray`); almost always nothing comes
-//!    back.
+//!    keys go in as one array, read with rusqlite's `rarray`), and in the runs (module
+//!    `runs`: a filter test per run and key, a block read where it may be there); almost
+//!    always nothing comes back.
 //!    A stored event with the same `source` and `id` (compared as text: keys can collide)
 //!    makes the new one a duplicate (same bytes) or a conflict (other bytes); so does an
 //!    earlier event of the same batch.
 //! 2. The accepted events are inserted [`ROWS`] per statement at the next log indexes.
-//! 3. Their link keys (see [`custody_store::links`]) are collected over the batch, sorted, so that
-//!    the one B-tree is walked in order, grouped (one row per key and batch) and inserted
-//!    [`LINK_ROWS`] per statement.
+//! 3. Their link keys (see [`custody_store::links`]) are collected over the batch, sorted and
+//!    grouped (one row per key and batch). A batch of at least `runs::RUN_MIN_EVENTS`
+//!    accepted events (in a store of schema version 5) appends them as a run; any other
+//!    inserts them into `links`, sorted so that the B-tree is walked in order, [`LINK_ROWS`]
+//!    per statement.
 //!
 //! The schema has no unique constraint on `(source, id)`: this module is the only writer,
 //! and it runs inside `BEGIN IMMEDIATE`, so no other writer can slip an event in between the
@@ -136,7 +139,8 @@ pub(crate) fn expand_row(row: &rusqlite::Row<'_>, out: &mut Vec<i64>) -> StoreRe
 
 /// Appends `events` inside the open transaction `tx`, extending `range`; records conflicts in
 /// `outcome` (the caller writes them to the quarantine). `stored_keys`: the store's `events`
-/// stores `source`, `id` and `type` (schema version 3).
+/// stores `source`, `id` and `type` (schema version 3). `runs`: the store has runs (schema
+/// version 5): the fewest accepted events that make one, and this connection's cache of them.
 pub(crate) fn append_events(
     tx: &Connection,
     events: &[NewEvent],
