@@ -25,7 +25,7 @@
 use std::cell::RefCell;
 
 use custody_store::batch::LinkRow;
-use custody_store::blocks::{rows_of, KeyFilter, Packer};
+use custody_store::blocks::{rows_of, FilterProbe, KeyFilter, Packer};
 use custody_store::links::expand;
 use custody_store::{StoreError, StoreResult};
 use rusqlite::{params, Connection};
@@ -344,8 +344,9 @@ pub(crate) fn linked_in_runs(
     }
     let mut stmt = conn.prepare_cached(BLOCK_OF_KEY).map_err(db)?;
     for &key in keys {
+        let probe = FilterProbe::of(key);
         for (run, filter) in &cache.runs {
-            if !filter.may_contain(key) {
+            if !filter.may_contain_probe(&probe) {
                 continue;
             }
             let mut blocks = stmt.query(params![run, key]).map_err(db)?;

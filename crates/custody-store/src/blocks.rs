@@ -127,6 +127,24 @@ pub struct KeyFilter {
     words: Vec<u64>,
 }
 
+/// A key's hashes for [`KeyFilter`]: the same in every filter.
+#[derive(Clone, Copy, Debug)]
+pub struct FilterProbe {
+    hash: u64,
+    bits: u64,
+}
+
+impl FilterProbe {
+    /// The hashes of `key`: the line from the first, the bits from a second mix.
+    pub fn of(key: i64) -> Self {
+        let hash = mix(key);
+        FilterProbe {
+            hash,
+            bits: mix(hash.rotate_left(32) as i64),
+        }
+    }
+}
+
 /// Bits of a [`KeyFilter`] per key: about 1% false positives.
 pub const FILTER_BITS_PER_KEY: usize = 10;
 
@@ -157,11 +175,15 @@ impl KeyFilter {
     /// The first word of `key`'s line, and the word of its bits from which probe `i` takes
     /// bits `6 i .. 6 i + 6`.
     fn line_and_bits(&self, key: i64) -> (usize, u64) {
-        let h = mix(key);
+        let probe = FilterProbe::of(key);
+        (self.line(&probe), probe.bits)
+    }
+
+    /// The first word of the line of a probe's key.
+    fn line(&self, probe: &FilterProbe) -> usize {
         let lines = (self.words.len() / 8).max(1) as u128;
-        // The line from all 64 bits (a multiply, not a division); the bits from a second mix.
-        let line = ((u128::from(h) * lines) >> 64) as usize * 8;
-        (line, mix(h.rotate_left(32) as i64))
+        // The line from all 64 bits (a multiply, not a division).
+        ((u128::from(probe.hash) * lines) >> 64) as usize * 8
     }
 
     /// Adds `key`.
@@ -176,7 +198,13 @@ impl KeyFilter {
 
     /// Whether `key` may have been added (never false for one that was).
     pub fn may_contain(&self, key: i64) -> bool {
-        let (line, bits) = self.line_and_bits(key);
+        self.may_contain_probe(&FilterProbe::of(key))
+    }
+
+    /// [`KeyFilter::may_contain`] for a key whose hashes are computed already, as when one
+    /// key is tested against many filters.
+    pub fn may_contain_probe(&self, probe: &FilterProbe) -> bool {
+        let (line, bits) = (self.line(probe), probe.bits);
         self.words
             .get(line..line + FILTER_PROBES as usize)
             .is_some_and(|words| {
