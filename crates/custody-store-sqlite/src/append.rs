@@ -25,11 +25,10 @@ use std::cell::RefCell;
 
 use custody_store::batch::{id_keys, link_rows, sort_out, Stored};
 use custody_store::{BatchOutcome, NewEvent, StoreError, StoreResult};
-use rusqlite::types::Value;
 use rusqlite::{Connection, Statement};
 
-use crate::db;
 use crate::runs::{self, RunCache};
+use crate::{db, int_array};
 use custody_store::links::expand;
 
 /// Events per multi-row `INSERT`.
@@ -86,8 +85,7 @@ fn stored_with_keys(
     if let Some(cache) = runs {
         runs::linked_in_runs(tx, cache, None, keys, &mut idxs)?;
     }
-    let keys: rusqlite::vtab::array::Array =
-        std::rc::Rc::new(keys.iter().map(|&k| Value::Integer(k)).collect());
+    let keys = int_array(keys.iter().copied());
     {
         let mut stmt = tx.prepare_cached(LINKS_OF_KEYS).map_err(db)?;
         let mut rows = stmt.query([keys]).map_err(db)?;

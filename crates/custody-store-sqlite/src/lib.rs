@@ -8,8 +8,8 @@
 //!   (a store of schema version 3 stores them in `events` and has no view);
 //! - `links`: every way an event can be found (`get`, each [`Lookup`], the duplicate check),
 //!   as 64-bit keys hashed from a tag and the text, with the event's index (module `links`);
-//!   a large batch writes only its id rows there and the rest as a run of blocks in
-//!   `link_runs` and `link_blocks` (module `runs`, schema version 5);
+//!   a large batch writes its rows as a run of blocks in `link_blocks` instead, with a Bloom
+//!   filter of its keys in `link_runs` (module `runs`, schema version 5);
 //! - `quarantine`, `checkpoints`;
 //! - `log_state`: one row with the size and the compact range (Merkle frontier), written in the
 //!   same transaction as each batch so that `root()` costs O(log n) and opening costs nothing.
@@ -324,6 +324,15 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Integers as an array to bind to `rarray(?)`.
+fn int_array(ints: impl IntoIterator<Item = i64>) -> rusqlite::vtab::array::Array {
+    std::rc::Rc::new(
+        ints.into_iter()
+            .map(rusqlite::types::Value::Integer)
+            .collect(),
+    )
+}
+
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -617,12 +626,7 @@ impl SqliteStore {
             stmt = self.conn.prepare_cached(LINKS_OF_KEY).map_err(db)?;
             stmt.query([key]).map_err(db)?
         } else {
-            let idxs: rusqlite::vtab::array::Array = std::rc::Rc::new(
-                in_runs
-                    .into_iter()
-                    .map(rusqlite::types::Value::Integer)
-                    .collect(),
-            );
+            let idxs = int_array(in_runs);
             stmt = self
                 .conn
                 .prepare_cached(LINKS_OF_KEY_AND_EVENTS_AT)
@@ -660,11 +664,7 @@ impl SqliteStore {
             }
         } else {
             // One statement for all of them.
-            let idxs: rusqlite::vtab::array::Array = std::rc::Rc::new(
-                more.into_iter()
-                    .map(rusqlite::types::Value::Integer)
-                    .collect(),
-            );
+            let idxs = int_array(more);
             let mut stmt = self.conn.prepare_cached(EVENTS_AT).map_err(db)?;
             let mut rows = stmt.query([idxs]).map_err(db)?;
             while let Some(row) = rows.next().map_err(db)? {

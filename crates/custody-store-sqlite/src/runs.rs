@@ -99,22 +99,49 @@ fn append_run_parted(
         return Ok(());
     }
     let run = next_run(tx)?;
-    let mut filter = KeyFilter::with_capacity(rows.len());
+    let events = i64::try_from(events).unwrap_or(i64::MAX);
+    write_run(tx, run, 0, events, rows.len(), |push| {
+        rows.iter()
+            .try_for_each(|(key, first, more)| push(*key, *first, more))
+    })?;
+    merge_due(tx, 0, part_events)
+}
+
+/// A row of a run being written: key, first index, `more`.
+type Push<'p> = dyn FnMut(i64, i64, &[u8]) -> StoreResult<()> + 'p;
+
+/// Writes run `run` of `level`: `fill` pushes its rows, sorted by key, which are packed into
+/// blocks as they come; then the run's row in `link_runs`, with a filter sized for `keys`
+/// keys.
+fn write_run(
+    tx: &Connection,
+    run: i64,
+    level: i64,
+    events: i64,
+    keys: usize,
+    fill: impl FnOnce(&mut Push<'_>) -> StoreResult<()>,
+) -> StoreResult<()> {
+    let mut filter = KeyFilter::with_capacity(keys);
     let mut insert = tx
         .prepare_cached("INSERT OR ROLLBACK INTO link_blocks (run, last, rows) VALUES (?1, ?2, ?3)")
         .map_err(db)?;
     let mut packer = Packer::new(|last: i64, block: &[u8]| {
         insert.execute(params![run, last, block]).map(|_| ())
     });
-    for (key, first, more) in rows {
-        packer.push(*key, *first, more).map_err(db)?;
-        filter.insert(*key);
-    }
+    fill(&mut |key, first, more| {
+        packer.push(key, first, more).map_err(db)?;
+        filter.insert(key);
+        Ok(())
+    })?;
     packer.finish().map_err(db)?;
     drop(insert);
-    let events = i64::try_from(events).unwrap_or(i64::MAX);
-    add_run(tx, run, 0, events, &filter)?;
-    merge_due(tx, 0, part_events)
+    tx.prepare_cached(
+        "INSERT OR ROLLBACK INTO link_runs (run, level, events, filter) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(db)?
+    .execute(params![run, level, events, filter.to_bytes()])
+    .map_err(db)?;
+    Ok(())
 }
 
 /// The id of the next run: above every run there is. A merge adds its run before it removes
@@ -124,16 +151,6 @@ fn next_run(tx: &Connection) -> StoreResult<i64> {
         .map_err(db)?
         .query_row([], |r| r.get(0))
         .map_err(db)
-}
-
-fn add_run(tx: &Connection, run: i64, level: i64, events: i64, f: &KeyFilter) -> StoreResult<()> {
-    tx.prepare_cached(
-        "INSERT OR ROLLBACK INTO link_runs (run, level, events, filter) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .map_err(db)?
-    .execute(params![run, level, events, f.to_bytes()])
-    .map_err(db)?;
-    Ok(())
 }
 
 /// Merges the oldest [`FANOUT`] runs of `level` into one of the next level, if there are as
@@ -159,35 +176,27 @@ fn merge_due(tx: &Connection, level: i64, part_events: i64) -> StoreResult<()> {
     let merged = next_run(tx)?;
     // Sized for every key of every run merged; a key in several runs is counted for each.
     let bytes_of_filters: usize = runs.iter().map(|r| r.2).sum();
-    let mut filter =
-        KeyFilter::with_capacity(bytes_of_filters * 8 / custody_store::blocks::FILTER_BITS_PER_KEY);
+    let keys = bytes_of_filters * 8 / custody_store::blocks::FILTER_BITS_PER_KEY;
     let parts = (events / part_events.max(1) + 1).clamp(1, 1 << 16);
-    let mut insert = tx
-        .prepare_cached("INSERT OR ROLLBACK INTO link_blocks (run, last, rows) VALUES (?1, ?2, ?3)")
-        .map_err(db)?;
-    let mut packer = Packer::new(|last: i64, block: &[u8]| {
-        insert.execute(params![merged, last, block]).map(|_| ())
-    });
-    // Each part's rows: (key, first, where `more` lies in `bytes`).
-    let mut rows: Vec<(i64, i64, usize, usize)> = Vec::new();
-    let mut bytes: Vec<u8> = Vec::new();
-    for part in 0..parts {
-        let (lo, hi) = part_bounds(part, parts);
-        rows.clear();
-        bytes.clear();
-        for &(run, _, _) in &runs {
-            read_part(tx, run, lo, hi, &mut rows, &mut bytes)?;
+    write_run(tx, merged, level + 1, events, keys, |push| {
+        // Each part's rows: (key, first, where `more` lies in `bytes`).
+        let mut rows: Vec<(i64, i64, usize, usize)> = Vec::new();
+        let mut bytes: Vec<u8> = Vec::new();
+        for part in 0..parts {
+            let (lo, hi) = part_bounds(part, parts);
+            rows.clear();
+            bytes.clear();
+            for &(run, _, _) in &runs {
+                read_part(tx, run, lo, hi, &mut rows, &mut bytes)?;
+            }
+            rows.sort_unstable_by_key(|r| (r.0, r.1));
+            for &(key, first, start, end) in &rows {
+                let more = bytes.get(start..end).ok_or_else(|| damaged(merged))?;
+                push(key, first, more)?;
+            }
         }
-        rows.sort_unstable_by_key(|r| (r.0, r.1));
-        for &(key, first, start, end) in &rows {
-            let more = bytes.get(start..end).ok_or_else(|| damaged(merged))?;
-            packer.push(key, first, more).map_err(db)?;
-            filter.insert(key);
-        }
-    }
-    packer.finish().map_err(db)?;
-    drop(insert);
-    add_run(tx, merged, level + 1, events, &filter)?;
+        Ok(())
+    })?;
     for &(run, _, _) in &runs {
         tx.prepare_cached("DELETE FROM link_blocks WHERE run = ?1")
             .map_err(db)?

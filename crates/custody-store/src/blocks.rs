@@ -130,7 +130,9 @@ pub struct KeyFilter {
 /// A key's hashes for [`KeyFilter`]: the same in every filter.
 #[derive(Clone, Copy, Debug)]
 pub struct FilterProbe {
+    /// Picks the line.
     hash: u64,
+    /// Probe `i` sets or tests bit `bits >> 6 i & 63` of word `i` of the line.
     bits: u64,
 }
 
@@ -172,13 +174,6 @@ impl KeyFilter {
         }
     }
 
-    /// The first word of `key`'s line, and the word of its bits from which probe `i` takes
-    /// bits `6 i .. 6 i + 6`.
-    fn line_and_bits(&self, key: i64) -> (usize, u64) {
-        let probe = FilterProbe::of(key);
-        (self.line(&probe), probe.bits)
-    }
-
     /// The first word of the line of a probe's key.
     fn line(&self, probe: &FilterProbe) -> usize {
         let lines = (self.words.len() / 8).max(1) as u128;
@@ -188,7 +183,8 @@ impl KeyFilter {
 
     /// Adds `key`.
     pub fn insert(&mut self, key: i64) {
-        let (line, bits) = self.line_and_bits(key);
+        let probe = FilterProbe::of(key);
+        let (line, bits) = (self.line(&probe), probe.bits);
         if let Some(words) = self.words.get_mut(line..line + FILTER_PROBES as usize) {
             for (i, word) in (0..FILTER_PROBES).zip(words) {
                 *word |= 1u64 << ((bits >> (6 * i)) & 63);
