@@ -20,7 +20,7 @@ use anyhow::{anyhow, Result};
 use custody_ingest::adapters::{self, Format};
 use custody_ingest::{IngestSummary, NdjsonReader, Preparer};
 use custody_model::Redactor;
-use custody_store::{Ledger, LineOrigin, NewEvent, Rejected};
+use custody_store::{LeanEvent, Ledger, LineOrigin, NewEvent, Rejected};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{EXIT_QUARANTINED, EXIT_USAGE};
@@ -56,7 +56,7 @@ pub struct Ingester {
 /// the collector from asking the allocator for fresh memory (zeroed by the kernel) every batch.
 struct Outlet {
     tx: crossbeam_channel::Sender<Prepared>,
-    spare: crossbeam_channel::Receiver<Vec<NewEvent>>,
+    spare: crossbeam_channel::Receiver<Vec<LeanEvent>>,
     /// The input's size in bytes, when known (a file): the last batches are then made
     /// smaller ([`Tail`]).
     len: Option<u64>,
@@ -65,7 +65,7 @@ struct Outlet {
 }
 
 enum Prepared {
-    Batch(Vec<NewEvent>, Vec<Rejected>, u64),
+    Batch(Vec<LeanEvent>, Vec<Rejected>, u64),
     ReadError(String),
     Stats(adapters::Stats),
 }
@@ -108,7 +108,7 @@ impl Tail {
 /// The batch being collected, and how the next ones are sized.
 struct Batcher<'o> {
     tx: &'o crossbeam_channel::Sender<Prepared>,
-    events: Vec<NewEvent>,
+    events: Vec<LeanEvent>,
     rejected: Vec<Rejected>,
     /// The size at which the batch goes ([`FIRST_BATCH`], doubling up to [`BATCH`]).
     target: usize,
@@ -161,7 +161,7 @@ struct RawChunk {
 /// One chunk, prepared.
 #[derive(Default)]
 struct PreparedChunk {
-    events: Vec<NewEvent>,
+    events: Vec<LeanEvent>,
     rejected: Vec<Rejected>,
     bytes: u64,
     read_error: Option<String>,
@@ -173,7 +173,7 @@ fn prepare_chunk(
     preparer: &Preparer,
     file: &str,
     chunk: RawChunk,
-    mut events: Vec<NewEvent>,
+    mut events: Vec<LeanEvent>,
 ) -> PreparedChunk {
     events.reserve(chunk.lines.len());
     let mut sink = Preparing {
@@ -204,14 +204,14 @@ fn prepare_chunk(
     }
 }
 
-/// A prepared event as the writer needs it: the store keeps the canonical bytes and indexes
-/// the typed fields, never the typed copy of the free-form `attributes` (often most of an
-/// adapter event's allocations). They are freed here, on the thread that allocated them,
-/// where the memory is reused at once; freed after the commit, on another thread, they cost
-/// that thread more and this one fresh pages.
-fn for_the_writer(mut event: NewEvent) -> NewEvent {
-    event.event.attributes = None;
-    event
+/// A prepared event as the writer needs it ([`LeanEvent`]): its key, type, link keys,
+/// canonical bytes and leaf hash. The typed event (with the typed copy of the free-form
+/// `attributes`, often most of an adapter event's allocations) is freed here, on the thread
+/// that allocated it, where the memory is reused at once for the next event; carried to the
+/// writer and freed after the commit, on another thread, it cost that thread the frees and
+/// this one fresh, uncached memory for every event.
+fn for_the_writer(event: NewEvent) -> LeanEvent {
+    LeanEvent::from(event)
 }
 
 /// Converts (parse, detect, adapter) and prepares one chunk of adapter records, in order.
@@ -219,7 +219,7 @@ fn prepare_adapted_chunk(
     preparer: &Preparer,
     converter: &adapters::Converter,
     chunk: Vec<adapters::Next>,
-    mut events: Vec<NewEvent>,
+    mut events: Vec<LeanEvent>,
 ) -> PreparedChunk {
     // Sized for the records (a group read from a file is many), so it seldom grows.
     let records: usize = chunk.iter().map(adapters::Next::records).sum();
@@ -248,7 +248,7 @@ fn prepare_adapted_chunk(
 /// from is still there).
 struct Preparing<'p> {
     preparer: &'p Preparer,
-    events: Vec<NewEvent>,
+    events: Vec<LeanEvent>,
     rejected: Vec<Rejected>,
 }
 
@@ -338,7 +338,7 @@ fn yield_to_the_writer(base: i32, by: i32) {
 /// (the collector hands each worker's emptied ones back, so their memory is reused).
 fn in_parallel<C: Send>(
     outlet: &Outlet,
-    work: &(dyn Fn(C, Vec<NewEvent>) -> PreparedChunk + Sync),
+    work: &(dyn Fn(C, Vec<LeanEvent>) -> PreparedChunk + Sync),
     mut next_chunk: impl FnMut() -> (C, bool),
 ) {
     let n = workers().max(1);
@@ -348,7 +348,7 @@ fn in_parallel<C: Send>(
         for _ in 0..n {
             let (raw_tx, raw_rx) = crossbeam_channel::bounded::<C>(CHUNKS_IN_FLIGHT);
             let (done_tx, done_rx) = crossbeam_channel::bounded::<PreparedChunk>(CHUNKS_IN_FLIGHT);
-            let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<NewEvent>>(CHUNKS_IN_FLIGHT);
+            let (back_tx, back_rx) = crossbeam_channel::bounded::<Vec<LeanEvent>>(CHUNKS_IN_FLIGHT);
             scope.spawn(move || {
                 yield_to_the_writer(outlet.writer_niceness, PREPARER_NICENESS);
                 for chunk in raw_rx {
@@ -416,7 +416,7 @@ fn produce_native(
 fn collect_chunks(
     from_workers: &[(
         crossbeam_channel::Receiver<PreparedChunk>,
-        crossbeam_channel::Sender<Vec<NewEvent>>,
+        crossbeam_channel::Sender<Vec<LeanEvent>>,
     )],
     outlet: &Outlet,
 ) {
@@ -648,7 +648,7 @@ impl Ingester {
         let mut input = input;
         let native = self.is_native_ndjson(&mut input);
         let (tx, rx) = crossbeam_channel::bounded::<Prepared>(0);
-        let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<NewEvent>>(2);
+        let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<LeanEvent>>(2);
         let outlet = Outlet {
             tx,
             spare,
@@ -664,7 +664,7 @@ impl Ingester {
         let options = self.options.clone();
         // Freeing a written batch (twenty thousand events' strings) is work the writer, the
         // bottleneck, need not do: another thread drops it.
-        let (spent_tx, spent_rx) = crossbeam_channel::bounded::<Vec<NewEvent>>(1);
+        let (spent_tx, spent_rx) = crossbeam_channel::bounded::<Vec<LeanEvent>>(1);
         let mut maintenance = self.maintenance.lock().ok();
         let maintenance = maintenance.as_mut().and_then(|m| m.as_mut());
         if maintenance.is_some() {
@@ -708,7 +708,7 @@ impl Ingester {
                             continue;
                         }
                         let outcome = ledger
-                            .append(&events, &rejected)
+                            .append_lean(&events, &rejected)
                             .map_err(|e| anyhow!("{e}"))?;
                         summary.accepted += outcome.accepted;
                         summary.duplicates += outcome.duplicates;

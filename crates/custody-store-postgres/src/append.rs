@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use custody_merkle::CompactRange;
 use custody_store::batch::{id_keys, link_rows, sort_out, Stored};
-use custody_store::{BatchOutcome, NewEvent, StoreError, StoreResult};
+use custody_store::{BatchOutcome, LeanEvent, StoreError, StoreResult};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::Transaction;
@@ -78,7 +78,7 @@ fn stored_with_keys(tx: &mut Transaction<'_>, keys: &[i64]) -> StoreResult<Store
 /// quarantine). The verdicts are [`custody_store::batch::sort_out`]'s, shared with SQLite.
 pub(crate) fn append_events(
     tx: &mut Transaction<'_>,
-    events: &[NewEvent],
+    events: &[LeanEvent],
     range: &mut CompactRange,
     outcome: &mut BatchOutcome,
 ) -> StoreResult<()> {
@@ -107,7 +107,7 @@ pub(crate) fn append_events(
 }
 
 /// One `COPY` of the accepted events.
-fn copy_events(tx: &mut Transaction<'_>, accepted: &[(i64, &NewEvent)]) -> StoreResult<()> {
+fn copy_events(tx: &mut Transaction<'_>, accepted: &[(i64, &LeanEvent)]) -> StoreResult<()> {
     let sink = tx
         .copy_in("COPY events (idx, source, id, type, body, leaf_hash) FROM STDIN (FORMAT binary)")
         .map_err(db)?;
@@ -124,9 +124,9 @@ fn copy_events(tx: &mut Transaction<'_>, accepted: &[(i64, &NewEvent)]) -> Store
         let (canonical, leaf_hash) = (e.canonical(), e.leaf_hash());
         let row: [&(dyn ToSql + Sync); 6] = [
             idx,
-            &e.event.key.source,
-            &e.event.key.id,
-            &e.event.event_type().as_str(),
+            &e.key().source,
+            &e.key().id,
+            &e.event_type().as_str(),
             &canonical,
             &&leaf_hash[..],
         ];

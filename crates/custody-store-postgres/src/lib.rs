@@ -36,7 +36,7 @@ use custody_merkle::{CompactRange, Hash};
 use custody_model::EventKey;
 use custody_store::batch::{self, hash_from};
 use custody_store::{
-    links, BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
+    links, BatchOutcome, LeanEvent, LineOrigin, Lookup, Rejected, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent,
 };
 use postgres::error::SqlState;
@@ -468,13 +468,13 @@ fn checkpoint_from(row: &Row) -> StoreResult<StoredCheckpoint> {
 }
 
 impl Store for PgStore {
-    fn append_batch(
+    fn append_lean(
         &mut self,
-        events: &[NewEvent],
+        events: &[LeanEvent],
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
         // One transaction under the append lock; on error it is rolled back and nothing is
-        // written. No hash is checked: a `NewEvent`'s leaf hash is made from its bytes.
+        // written. No hash is checked: a `LeanEvent`'s leaf hash is made from its bytes.
         let advisory = self.advisory;
         let mut conn = self.conn()?;
         let Conn { client, .. } = &mut *conn;

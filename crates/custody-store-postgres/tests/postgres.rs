@@ -279,12 +279,12 @@ impl AnotherNodeAppendsDuringRoot {
 }
 
 impl Store for AnotherNodeAppendsDuringRoot {
-    fn append_batch(
+    fn append_lean(
         &mut self,
-        events: &[custody_store::NewEvent],
+        events: &[custody_store::LeanEvent],
         rejected: &[custody_store::Rejected],
     ) -> custody_store::StoreResult<custody_store::BatchOutcome> {
-        self.inner.append_batch(events, rejected)
+        self.inner.append_lean(events, rejected)
     }
     fn size(&self) -> custody_store::StoreResult<u64> {
         if self.on_size {

@@ -24,7 +24,7 @@ use custody_merkle::CompactRange;
 use std::cell::RefCell;
 
 use custody_store::batch::{id_keys, link_rows, sort_out, Stored};
-use custody_store::{BatchOutcome, NewEvent, StoreError, StoreResult};
+use custody_store::{BatchOutcome, LeanEvent, StoreError, StoreResult};
 use rusqlite::{Connection, Statement};
 
 use crate::runs::{self, RunCache};
@@ -141,7 +141,7 @@ pub(crate) fn expand_row(row: &rusqlite::Row<'_>, out: &mut Vec<i64>) -> StoreRe
 /// version 5): the fewest accepted events that make one, and this connection's cache of them.
 pub(crate) fn append_events(
     tx: &Connection,
-    events: &[NewEvent],
+    events: &[LeanEvent],
     stored_keys: bool,
     runs: Option<(usize, &RefCell<RunCache>)>,
     range: &mut CompactRange,
@@ -193,7 +193,7 @@ const PARALLEL_LINKS: usize = 256;
 
 fn insert_events(
     tx: &Connection,
-    accepted: &[(i64, &NewEvent)],
+    accepted: &[(i64, &LeanEvent)],
     stored_keys: bool,
 ) -> StoreResult<()> {
     let (head, row, params) = if stored_keys {
@@ -211,9 +211,9 @@ fn insert_events(
         |stmt, mut at, (idx, e)| {
             stmt.raw_bind_parameter(at, *idx)?;
             if stored_keys {
-                stmt.raw_bind_parameter(at + 1, e.event.key.source.as_str())?;
-                stmt.raw_bind_parameter(at + 2, e.event.key.id.as_str())?;
-                stmt.raw_bind_parameter(at + 3, e.event.event_type().as_str())?;
+                stmt.raw_bind_parameter(at + 1, e.key().source.as_str())?;
+                stmt.raw_bind_parameter(at + 2, e.key().id.as_str())?;
+                stmt.raw_bind_parameter(at + 3, e.event_type().as_str())?;
                 at += 3;
             }
             stmt.raw_bind_parameter(at + 1, e.canonical())?;

@@ -35,7 +35,7 @@ use custody_merkle::{CompactRange, Hash};
 use custody_model::EventKey;
 use custody_store::batch::{self, hash_from};
 use custody_store::{
-    links, BatchOutcome, LineOrigin, Lookup, NewEvent, Rejected, Store, StoreError, StoreResult,
+    links, BatchOutcome, LeanEvent, LineOrigin, Lookup, Rejected, Store, StoreError, StoreResult,
     StoredCheckpoint, StoredEvent,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
@@ -572,7 +572,7 @@ impl SqliteStore {
     /// [`Store::append_batch`] itself: one transaction.
     fn append_batch_once(
         &mut self,
-        events: &[NewEvent],
+        events: &[LeanEvent],
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
         let tx = self
@@ -717,13 +717,13 @@ fn insert_rejected(tx: &Connection, r: &Rejected) -> StoreResult<()> {
 }
 
 impl Store for SqliteStore {
-    fn append_batch(
+    fn append_lean(
         &mut self,
-        events: &[NewEvent],
+        events: &[LeanEvent],
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
         // One transaction; on error it is rolled back and nothing is written. No hash is
-        // checked: a `NewEvent`'s leaf hash is made from its bytes.
+        // checked: a `LeanEvent`'s leaf hash is made from its bytes.
         // The runs are read again inside the batch's transaction (the duplicate check reads
         // them) and after it, whether it commits or not: this connection's own commits do
         // not change `data_version`.

@@ -12,10 +12,9 @@
 use std::collections::HashMap;
 
 use custody_merkle::{CompactRange, Hash};
-use custody_model::Event;
 
-use crate::links::{group, keys_of, link_key, Tag};
-use crate::{BatchOutcome, LineOrigin, NewEvent, Rejected, StoreError, StoreResult, StoredEvent};
+use crate::links::{group, link_key, Tag};
+use crate::{BatchOutcome, LeanEvent, LineOrigin, Rejected, StoreError, StoreResult, StoredEvent};
 
 /// Stored events by `(source, id)`, with their index and canonical bytes.
 pub type Stored = HashMap<(String, String), (i64, Vec<u8>)>;
@@ -35,15 +34,15 @@ pub fn excerpt(bytes: &[u8]) -> String {
 
 /// The batch's id link keys, sorted and each once (what to look up in storage), and for each
 /// event the position of the first earlier one of the batch with the same `source` and `id`.
-pub fn id_keys(events: &[NewEvent]) -> (Vec<i64>, Vec<Option<usize>>) {
+pub fn id_keys(events: &[LeanEvent]) -> (Vec<i64>, Vec<Option<usize>>) {
     // Every (id hash, position), sorted by hash, then by key (compared only when hashes are
     // equal), then by position: equal keys end up side by side, the first occurrence first.
     let mut by_hash: Vec<(i64, usize)> = events
         .iter()
         .enumerate()
-        .map(|(pos, e)| (link_key(Tag::Id, &e.event.key.id), pos))
+        .map(|(pos, e)| (link_key(Tag::Id, &e.key().id), pos))
         .collect();
-    let key = |pos: usize| events.get(pos).map(|e| &e.event.key);
+    let key = |pos: usize| events.get(pos).map(LeanEvent::key);
     by_hash.sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
             .then_with(|| key(a.1).cmp(&key(b.1)))
@@ -82,17 +81,17 @@ fn to_i64(n: u64) -> StoreResult<i64> {
 /// conflict (quarantined), otherwise it is accepted at the next log index, extending `range`.
 /// Counts and conflicts go into `outcome`; the accepted events come back with their indexes.
 pub fn sort_out<'e>(
-    events: &'e [NewEvent],
+    events: &'e [LeanEvent],
     earlier: &[Option<usize>],
     stored: &Stored,
     range: &mut CompactRange,
     outcome: &mut BatchOutcome,
-) -> StoreResult<Vec<(i64, &'e NewEvent)>> {
+) -> StoreResult<Vec<(i64, &'e LeanEvent)>> {
     // The log index given to each event of the batch that was accepted.
     let mut given: Vec<Option<i64>> = vec![None; events.len()];
-    let mut accepted: Vec<(i64, &NewEvent)> = Vec::with_capacity(events.len());
+    let mut accepted: Vec<(i64, &LeanEvent)> = Vec::with_capacity(events.len());
     for (pos, e) in events.iter().enumerate() {
-        let (source, id) = (e.event.key.source.as_str(), e.event.key.id.as_str());
+        let (source, id) = (e.key().source.as_str(), e.key().id.as_str());
         let same_key = if stored.is_empty() {
             None
         } else {
@@ -130,7 +129,7 @@ pub fn sort_out<'e>(
                 }),
                 reason: format!(
                     "conflict: {} is already stored at index {at} with different content",
-                    e.event.key
+                    e.key()
                 ),
                 excerpt: excerpt(&e.canonical),
             }),
@@ -153,10 +152,10 @@ pub fn sort_out<'e>(
 /// The `links` rows `(key, first, more)` of the accepted events: every link key with its
 /// index, sorted (so that inserts walk the index in order), each pair once (an event can
 /// name the same text twice under one tag), grouped into one row per key.
-pub fn link_rows(accepted: &[(i64, &NewEvent)]) -> Vec<LinkRow> {
+pub fn link_rows(accepted: &[(i64, &LeanEvent)]) -> Vec<LinkRow> {
     let mut links: Vec<(i64, i64)> = Vec::with_capacity(accepted.len() * 6);
     for (idx, e) in accepted {
-        keys_of(&e.event, |k| links.push((k, *idx)));
+        links.extend(e.link_keys().iter().map(|&k| (k, *idx)));
     }
     rows_of_pairs(links)
 }
@@ -210,7 +209,7 @@ pub fn stored_event(index: u64, canonical: Vec<u8>, leaf_hash: &[u8]) -> StoreRe
             index,
             reason: format!("the stored bytes are not JSON: {e}"),
         })?;
-    let event = Event::from_value(&value).map_err(|e| StoreError::Corrupt {
+    let event = custody_model::Event::from_value(&value).map_err(|e| StoreError::Corrupt {
         index,
         reason: format!("the stored JSON is not an event: {e}"),
     })?;
@@ -234,5 +233,70 @@ mod tests {
         assert!(e.len() <= EXCERPT_BYTES);
         assert!(text.starts_with(&e));
         assert_eq!(excerpt(b"{}"), "{}");
+    }
+
+    fn new_event(json: &str, line: u64) -> crate::NewEvent {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        let event = custody_model::Event::from_value(&value).unwrap();
+        let canonical = custody_model::canonical_json(&value).unwrap();
+        let origin = LineOrigin {
+            file: "in.ndjson".into(),
+            line,
+        };
+        crate::NewEvent::new(event, canonical, Some(origin))
+    }
+
+    #[test]
+    fn a_lean_event_keeps_what_the_store_needs_of_its_new_event() {
+        let new = new_event(
+            r#"{"source":"s","id":"a1","type":"action","time":"2026-01-01T00:00:00Z","chain":"c","actor":{"id":"bot","kind":"agent"},"credential":"cred-1","operation":"op","resource":"r/1","request":"s#q"}"#,
+            7,
+        );
+        let mut want = Vec::new();
+        crate::links::keys_of(&new.event, |k| want.push(k));
+        assert!(
+            want.len() >= 6,
+            "id, credential, chain, resource, reference, actor"
+        );
+        for lean in [LeanEvent::from(&new), LeanEvent::from(new.clone())] {
+            assert_eq!(lean.key(), &new.event.key);
+            assert_eq!(lean.event_type(), custody_model::EventType::Action);
+            assert_eq!(lean.canonical(), new.canonical());
+            assert_eq!(lean.leaf_hash(), new.leaf_hash());
+            assert_eq!(lean.link_keys(), &want[..]);
+            assert_eq!(lean.origin, new.origin);
+        }
+    }
+
+    #[test]
+    fn a_batch_of_lean_events_links_every_key_of_every_accepted_event() {
+        let a = LeanEvent::from(new_event(
+            r#"{"source":"s","id":"a1","type":"action","time":"2026-01-01T00:00:00Z","actor":"bot","credential":"cred-1","operation":"op","resource":"r/1"}"#,
+            1,
+        ));
+        let b = LeanEvent::from(new_event(
+            r#"{"source":"s","id":"a2","type":"action","time":"2026-01-01T00:00:01Z","actor":"bot","credential":"cred-1","operation":"op","resource":"r/2"}"#,
+            2,
+        ));
+        let rows = link_rows(&[(10, &a), (11, &b)]);
+        let mut pairs = Vec::new();
+        for (key, first, more) in &rows {
+            let mut idxs = Vec::new();
+            crate::links::expand(*first, more, &mut idxs).unwrap();
+            pairs.extend(idxs.into_iter().map(|i| (*key, i)));
+        }
+        let mut want: Vec<(i64, i64)> = a
+            .link_keys()
+            .iter()
+            .map(|&k| (k, 10))
+            .chain(b.link_keys().iter().map(|&k| (k, 11)))
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        pairs.sort_unstable();
+        assert_eq!(pairs, want);
+        // The shared credential and actor are one row each, holding both events.
+        let shared = link_key(Tag::Credential, "cred-1");
+        assert_eq!(rows.iter().filter(|r| r.0 == shared).count(), 1);
     }
 }

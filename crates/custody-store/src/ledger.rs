@@ -10,7 +10,9 @@ use custody_merkle::{
     NoteVerifier, UnverifiedCheckpoint,
 };
 
-use crate::{BatchOutcome, NewEvent, Rejected, Store, StoreError, StoreResult, StoredCheckpoint};
+use crate::{
+    BatchOutcome, LeanEvent, NewEvent, Rejected, Store, StoreError, StoreResult, StoredCheckpoint,
+};
 
 /// The result of `verify`: whether every stored event, leaf hash and checkpoint agrees.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,6 +151,20 @@ impl Ledger {
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
         let outcome = self.store.append_batch(events, rejected)?;
+        if outcome.accepted > 0 {
+            self.checkpoint()?;
+        }
+        Ok(outcome)
+    }
+
+    /// [`Ledger::append`] of events already made lean ([`LeanEvent`]): a bulk ingest's
+    /// batches.
+    pub fn append_lean(
+        &mut self,
+        events: &[LeanEvent],
+        rejected: &[Rejected],
+    ) -> StoreResult<BatchOutcome> {
+        let outcome = self.store.append_lean(events, rejected)?;
         if outcome.accepted > 0 {
             self.checkpoint()?;
         }

@@ -8,7 +8,7 @@
 //! defines types and the trait, nothing else.
 
 use custody_merkle::Hash;
-use custody_model::{Event, EventKey};
+use custody_model::{Event, EventKey, EventType};
 
 pub mod batch;
 pub mod blocks;
@@ -75,6 +75,87 @@ impl NewEvent {
     /// RFC 9162 leaf hash of [`NewEvent::canonical`].
     pub fn leaf_hash(&self) -> Hash {
         self.leaf_hash
+    }
+}
+
+/// A new event as a store appends it: what a store needs of a [`NewEvent`] (its key, type,
+/// link keys, canonical bytes and leaf hash), without the typed event.
+///
+/// Made only from a [`NewEvent`], so its leaf hash is still the hash of its bytes and its
+/// link keys are those of its typed event. A bulk ingest turns each prepared event into one
+/// on the thread that prepared it: the typed event (a few dozen small allocations, about a
+/// kilobyte) is freed there at once and its memory reused for the next event, rather than
+/// carried through the batch and freed on another thread after the commit, which cost the
+/// preparing threads fresh, uncached memory for every event (2026-12-05: about a tenth of
+/// their time).
+#[derive(Clone, Debug)]
+pub struct LeanEvent {
+    key: EventKey,
+    kind: EventType,
+    /// Every link key of the typed event ([`links::keys_of`]; the same key may come twice).
+    links: Vec<i64>,
+    canonical: Vec<u8>,
+    leaf_hash: Hash,
+    /// Where it came from, when it came from a file.
+    pub origin: Option<LineOrigin>,
+}
+
+impl LeanEvent {
+    /// `source#id`.
+    pub fn key(&self) -> &EventKey {
+        &self.key
+    }
+
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        self.kind
+    }
+
+    /// Every link key of the event ([`links::keys_of`]).
+    pub fn link_keys(&self) -> &[i64] {
+        &self.links
+    }
+
+    /// RFC 8785 canonical JSON of the redacted event: the Merkle leaf data.
+    pub fn canonical(&self) -> &[u8] {
+        &self.canonical
+    }
+
+    /// RFC 9162 leaf hash of [`LeanEvent::canonical`].
+    pub fn leaf_hash(&self) -> Hash {
+        self.leaf_hash
+    }
+}
+
+fn link_keys_of(event: &Event) -> Vec<i64> {
+    let mut keys = Vec::with_capacity(8);
+    links::keys_of(event, |k| keys.push(k));
+    keys
+}
+
+impl From<NewEvent> for LeanEvent {
+    fn from(e: NewEvent) -> LeanEvent {
+        LeanEvent {
+            kind: e.event.event_type(),
+            links: link_keys_of(&e.event),
+            key: e.event.key,
+            canonical: e.canonical,
+            leaf_hash: e.leaf_hash,
+            origin: e.origin,
+        }
+    }
+}
+
+impl From<&NewEvent> for LeanEvent {
+    fn from(e: &NewEvent) -> LeanEvent {
+        LeanEvent {
+            key: e.event.key.clone(),
+            kind: e.event.event_type(),
+            links: link_keys_of(&e.event),
+            canonical: e.canonical.clone(),
+            leaf_hash: e.leaf_hash,
+            origin: e.origin.clone(),
+        }
     }
 }
 
@@ -196,6 +277,17 @@ pub trait Store: Send {
     fn append_batch(
         &mut self,
         events: &[NewEvent],
+        rejected: &[Rejected],
+    ) -> StoreResult<BatchOutcome> {
+        let events: Vec<LeanEvent> = events.iter().map(LeanEvent::from).collect();
+        self.append_lean(&events, rejected)
+    }
+
+    /// [`Store::append_batch`] of events already made lean ([`LeanEvent`]): what a bulk
+    /// ingest calls.
+    fn append_lean(
+        &mut self,
+        events: &[LeanEvent],
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome>;
 
