@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use custody_merkle::{CompactRange, Hash};
 
-use crate::links::{group, link_key, Tag};
+use crate::links::group;
 use crate::{BatchOutcome, LeanEvent, LineOrigin, Rejected, StoreError, StoreResult, StoredEvent};
 
 /// Stored events by `(source, id)`, with their index and canonical bytes.
@@ -40,7 +40,7 @@ pub fn id_keys(events: &[LeanEvent]) -> (Vec<i64>, Vec<Option<usize>>) {
     let mut by_hash: Vec<(i64, usize)> = events
         .iter()
         .enumerate()
-        .map(|(pos, e)| (link_key(Tag::Id, &e.key().id), pos))
+        .map(|(pos, e)| (e.id_key(), pos))
         .collect();
     let key = |pos: usize| events.get(pos).map(LeanEvent::key);
     by_hash.sort_unstable_by(|a, b| {
@@ -225,6 +225,7 @@ pub fn stored_event(index: u64, canonical: Vec<u8>, leaf_hash: &[u8]) -> StoreRe
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use crate::links::{link_key, Tag};
 
     #[test]
     fn excerpts_cut_on_character_boundaries() {
@@ -264,6 +265,7 @@ mod tests {
             assert_eq!(lean.canonical(), new.canonical());
             assert_eq!(lean.leaf_hash(), new.leaf_hash());
             assert_eq!(lean.link_keys(), &want[..]);
+            assert_eq!(lean.id_key(), link_key(Tag::Id, "a1"));
             assert_eq!(lean.origin, new.origin);
         }
     }

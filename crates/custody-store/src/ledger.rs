@@ -151,10 +151,7 @@ impl Ledger {
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
         let outcome = self.store.append_batch(events, rejected)?;
-        if outcome.accepted > 0 {
-            self.checkpoint()?;
-        }
-        Ok(outcome)
+        self.signed(outcome)
     }
 
     /// [`Ledger::append`] of events already made lean ([`LeanEvent`]): a bulk ingest's
@@ -165,6 +162,11 @@ impl Ledger {
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
         let outcome = self.store.append_lean(events, rejected)?;
+        self.signed(outcome)
+    }
+
+    /// `outcome`, after signing a checkpoint of the new head when the batch grew the log.
+    fn signed(&mut self, outcome: BatchOutcome) -> StoreResult<BatchOutcome> {
         if outcome.accepted > 0 {
             self.checkpoint()?;
         }

@@ -116,6 +116,14 @@ impl LeanEvent {
         &self.links
     }
 
+    /// The link key of the event's id (the first of [`LeanEvent::link_keys`]).
+    pub fn id_key(&self) -> i64 {
+        self.links
+            .first()
+            .copied()
+            .unwrap_or_else(|| links::link_key(links::Tag::Id, &self.key.id))
+    }
+
     /// RFC 8785 canonical JSON of the redacted event: the Merkle leaf data.
     pub fn canonical(&self) -> &[u8] {
         &self.canonical

@@ -128,7 +128,8 @@ fn secret_of(event: &Event) -> Option<&str> {
     }
 }
 
-/// Calls `f` with every link key of `event` (the same key may come more than once).
+/// Calls `f` with every link key of `event`, the id's first (the same key may come more than
+/// once).
 pub fn keys_of(event: &Event, mut f: impl FnMut(i64)) {
     f(link_key(Tag::Id, &event.key.id));
     if let Some(c) = event.credential_id() {
