@@ -91,11 +91,15 @@ impl<'a> Node<'a> {
         if let Some(s) = value.as_str() {
             return Node::from(s);
         }
+        // Sized before they are filled (the iterators cannot say how many there are): a
+        // vector grown four, eight, sixteen at a time copies its members at each step.
         if let Some(items) = value.items() {
-            return Node::Array(items.map(Node::of).collect());
+            let mut out = Vec::with_capacity(value.items().map_or(0, Iterator::count));
+            out.extend(items.map(Node::of));
+            return Node::Array(out);
         }
         if let Some(members) = value.members() {
-            let mut obj = Obj::default();
+            let mut obj = Obj::with_capacity(value.members().map_or(0, Iterator::count));
             for (key, v) in members {
                 // A repeated key: the last value, in the first one's place (as a `Value`).
                 obj.set(Cow::Borrowed(key), Node::of(v));
