@@ -221,7 +221,7 @@ pub fn detect(first_bytes: &[u8]) -> Option<Format> {
     // A complete first record: classify it by its fields.
     if let Some(first_line) = trimmed.lines().next() {
         if let Ok(value) = serde_json::from_str::<Value>(first_line) {
-            if let Some(found) = first_record(&value).and_then(classify) {
+            if let Some(found) = detect_parsed(&value) {
                 return Some(found);
             }
         }
@@ -233,6 +233,12 @@ pub fn detect(first_bytes: &[u8]) -> Option<Format> {
     }
     // A cut-off start: look for the fields that name each format.
     sniff(trimmed)
+}
+
+/// The format of a file whose first record (or first line) is `value`, when its fields name
+/// one: what [`detect`] finds first, for a caller that has parsed that record already.
+pub fn detect_parsed(value: &Value) -> Option<Format> {
+    first_record(value).and_then(classify)
 }
 
 fn first_record(value: &Value) -> Option<&Value> {
@@ -1068,6 +1074,21 @@ impl Iterator for Records {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_parsed_first_record_names_the_format_as_the_start_of_its_file_does() {
+        let native = json!({"id": "1", "type": "revocation", "time": "2026-01-01T00:00:00Z",
+            "source": "s", "credential": "c"});
+        let trail = json!({"Records": [cloudtrail_records(1)[0].clone()]});
+        let unknown = json!({"hello": "world"});
+        assert_eq!(detect_parsed(&native), Some(Format::Custody));
+        assert_eq!(detect_parsed(&trail), Some(Format::CloudTrail));
+        assert_eq!(detect_parsed(&unknown), None);
+        for value in [native, trail, unknown] {
+            let line = serde_json::to_vec(&value).unwrap();
+            assert_eq!(detect_parsed(&value), detect(&line), "{value}");
+        }
+    }
 
     /// The real invictus-ir CloudTrail records of tests/data, each `copies` times with a
     /// unique eventID.
