@@ -106,6 +106,7 @@ fn log(c: &mut Criterion) {
                                     line: i as u64 + 1,
                                 },
                             )
+                            .map(custody_store::LeanEvent::from)
                             .unwrap()
                         })
                         .collect()

@@ -204,16 +204,6 @@ fn prepare_chunk(
     }
 }
 
-/// A prepared event as the writer needs it ([`LeanEvent`]): its key, type, link keys,
-/// canonical bytes and leaf hash. The typed event (with the typed copy of the free-form
-/// `attributes`, often most of an adapter event's allocations) is freed here, on the thread
-/// that allocated it, where the memory is reused at once for the next event; carried to the
-/// writer and freed after the commit, on another thread, it cost that thread the frees and
-/// this one fresh, uncached memory for every event.
-fn for_the_writer(event: NewEvent) -> LeanEvent {
-    LeanEvent::from(event)
-}
-
 /// Converts (parse, detect, adapter) and prepares one chunk of adapter records, in order.
 fn prepare_adapted_chunk(
     preparer: &Preparer,
@@ -255,7 +245,13 @@ struct Preparing<'p> {
 impl Preparing<'_> {
     fn keep(&mut self, prepared: Result<NewEvent, Rejected>) {
         match prepared {
-            Ok(ev) => self.events.push(for_the_writer(ev)),
+            // Lean ([`LeanEvent`]: key, type, link keys, canonical bytes, leaf hash) here,
+            // on the thread that prepared it: the typed event (with the typed copy of the
+            // free-form `attributes`, often most of an adapter event's allocations) is freed
+            // where it was allocated and its memory reused at once for the next event. Carried
+            // to the writer and freed after the commit, on another thread, it cost that thread
+            // the frees and this one fresh, uncached memory for every event.
+            Ok(ev) => self.events.push(LeanEvent::from(ev)),
             Err(rej) => self.rejected.push(rej),
         }
     }

@@ -39,7 +39,7 @@ use custody_gate::{FactIndex, Gate, ProposedAction};
 use custody_ingest::adapters::{self, Format};
 use custody_ingest::{IngestSummary, Preparer};
 use custody_model::{Event, Redactor, Timestamp, Verdict};
-use custody_store::{Ledger, LineOrigin, NewEvent, Rejected, Store, StoreError, StoreResult};
+use custody_store::{LeanEvent, Ledger, LineOrigin, Rejected, Store, StoreError, StoreResult};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -725,11 +725,13 @@ async fn ingest_body(
     let s = state.clone();
     let (events, rejected, stats) = blocking(move || {
         let mut records = adapters::read(format, Cursor::new(body), name);
-        let mut events: Vec<NewEvent> = Vec::new();
+        // Lean here, on this blocking thread, where the typed events were made: the one
+        // writer thread takes only what the store needs.
+        let mut events: Vec<LeanEvent> = Vec::new();
         let mut rejected: Vec<Rejected> = Vec::new();
         for item in records.by_ref() {
             match s.preparer.prepare_adapted(item) {
-                Ok(e) => events.push(e),
+                Ok(e) => events.push(LeanEvent::from(e)),
                 Err(r) => rejected.push(r),
             }
         }
@@ -956,7 +958,11 @@ async fn authorize(
     let key = prepared.event.key.clone();
     let stored: Value = serde_json::from_slice(prepared.canonical())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let outcome = state.0.writer.append(vec![prepared], Vec::new()).await?;
+    let outcome = state
+        .0
+        .writer
+        .append(vec![LeanEvent::from(prepared)], Vec::new())
+        .await?;
     if !outcome.conflicts.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use custody_store::{
-    BatchOutcome, Ledger, NewEvent, Rejected, StoreError, StoreResult, StoredCheckpoint,
+    BatchOutcome, LeanEvent, Ledger, Rejected, StoreError, StoreResult, StoredCheckpoint,
 };
 use tokio::sync::oneshot;
 
@@ -27,7 +27,7 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 enum Job {
     Append {
-        events: Vec<NewEvent>,
+        events: Vec<LeanEvent>,
         rejected: Vec<Rejected>,
         reply: oneshot::Sender<StoreResult<BatchOutcome>>,
     },
@@ -70,7 +70,7 @@ impl Writer {
     /// Appends a batch and waits until it is committed and checkpointed.
     pub async fn append(
         &self,
-        events: Vec<NewEvent>,
+        events: Vec<LeanEvent>,
         rejected: Vec<Rejected>,
     ) -> StoreResult<BatchOutcome> {
         let (reply, answer) = oneshot::channel();

@@ -479,7 +479,6 @@ mod tests {
         ));
         conn.execute("UPDATE link_runs SET filter = x'01'", [])
             .unwrap();
-        cache.borrow_mut().forget();
         *cache.borrow_mut() = RunCache::default();
         assert!(matches!(
             linked_in_runs(&conn, &cache, None, &[key_a(3)], &mut out),

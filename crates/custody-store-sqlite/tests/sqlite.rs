@@ -123,10 +123,7 @@ fn wal_mode_is_on() {
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    let version: i64 = raw
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
     let mut wal = path.clone().into_os_string();
     wal.push("-wal");
     assert!(
@@ -609,13 +606,18 @@ fn a_schema_3_store_gets_its_stored_columns() {
         (again.duplicates, again.accepted),
         (4, events.len() as u64 - 4)
     );
+    assert_eq!(user_version(&path), 3);
     let raw = Connection::open(&path).unwrap();
-    let version: i64 = raw
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 3);
     let sql = "SELECT source, id, type FROM events ORDER BY idx";
     assert_eq!(keys_by(&raw, sql), keys_of(&events));
+}
+
+/// The schema version written in the file at `path`.
+fn user_version(path: &Path) -> i64 {
+    Connection::open(path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
 }
 
 fn run_levels(path: &Path) -> Vec<(i64, i64)> {
@@ -666,11 +668,8 @@ fn a_version_4_store_keeps_its_links_as_they_are() {
     store.append_batch(&batch, &[]).unwrap();
     assert_lookups_match_the_model(&store, &batch, "version 4");
     drop(store);
+    assert_eq!(user_version(&path), 4);
     let raw = Connection::open(&path).unwrap();
-    let version: i64 = raw
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 4);
     let runs: i64 = raw
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE name IN ('link_runs', 'link_blocks')",

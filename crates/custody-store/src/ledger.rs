@@ -179,10 +179,10 @@ impl Ledger {
     /// signed statement.
     pub fn append_unsigned(
         &mut self,
-        events: &[NewEvent],
+        events: &[LeanEvent],
         rejected: &[Rejected],
     ) -> StoreResult<BatchOutcome> {
-        self.store.append_batch(events, rejected)
+        self.store.append_lean(events, rejected)
     }
 
     /// Signs and records a checkpoint of the current head, unless the latest checkpoint
