@@ -100,9 +100,18 @@ impl<'a> Node<'a> {
         }
         if let Some(members) = value.members() {
             let mut obj = Obj::with_capacity(value.members().map_or(0, Iterator::count));
+            // One bit per key seen, chosen by `key_bit`: a key whose bit is not set yet is
+            // new, and is pushed without comparing it with every key before it.
+            let mut seen = 0u64;
             for (key, v) in members {
-                // A repeated key: the last value, in the first one's place (as a `Value`).
-                obj.set(Cow::Borrowed(key), Node::of(v));
+                let bit = key_bit(key);
+                if seen & bit == 0 {
+                    seen |= bit;
+                    obj.members.push((Cow::Borrowed(key), Node::of(v)));
+                } else {
+                    // Maybe repeated: the last value, in the first one's place (as a `Value`).
+                    obj.set(Cow::Borrowed(key), Node::of(v));
+                }
             }
             return Node::Object(obj);
         }
@@ -120,6 +129,15 @@ impl<'a> Node<'a> {
             Node::Object(obj) => obj.to_value(),
         }
     }
+}
+
+/// One of 64 bits for `key`, the same for equal keys (from its length and its first and last
+/// bytes, which tell the keys of an object apart almost always).
+fn key_bit(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    let first = usize::from(bytes.first().copied().unwrap_or(0));
+    let last = usize::from(bytes.last().copied().unwrap_or(0));
+    1u64 << ((bytes.len() + 3 * first + 7 * last) & 63)
 }
 
 impl<'a> Obj<'a> {
