@@ -226,8 +226,14 @@ impl<'a> Obj<'a> {
     }
 
     /// The RFC 8785 canonical bytes of the object (as `canonical_json` of its `Value`).
+    #[cfg(test)]
     pub(crate) fn canonical(&self) -> Result<Vec<u8>, CanonicalError> {
-        let mut out = Vec::with_capacity(1024);
+        self.canonical_in(Vec::with_capacity(1024))
+    }
+
+    /// The RFC 8785 canonical bytes of the object (as `canonical_json` of its `Value`),
+    /// written into `out` (empty, sized by the caller).
+    pub(crate) fn canonical_in(&self, mut out: Vec<u8>) -> Result<Vec<u8>, CanonicalError> {
         write_object(self, &mut out)?;
         Ok(out)
     }
