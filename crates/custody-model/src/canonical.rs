@@ -72,11 +72,14 @@ fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) -> Result<(), Canon
 
 /// Sorts object members into RFC 8785 order (§3.2.3), for a caller writing canonical JSON
 /// from another form than a `Value` with [`write_string`] and [`write_number`].
-pub fn sort_members<V>(members: &mut [(&str, V)]) {
-    if members.iter().any(|(k, _)| k.bytes().any(|b| b >= 0xEE)) {
-        members.sort_by(|(a, _), (b, _)| utf16_cmp(a, b));
+pub fn sort_members<K: AsRef<str>, V>(members: &mut [(K, V)]) {
+    if members
+        .iter()
+        .any(|(k, _)| k.as_ref().bytes().any(|b| b >= 0xEE))
+    {
+        members.sort_by(|(a, _), (b, _)| utf16_cmp(a.as_ref(), b.as_ref()));
     } else {
-        members.sort_by(|(a, _), (b, _)| bytes_cmp(a.as_bytes(), b.as_bytes()));
+        members.sort_by(|(a, _), (b, _)| bytes_cmp(a.as_ref().as_bytes(), b.as_ref().as_bytes()));
     }
 }
 

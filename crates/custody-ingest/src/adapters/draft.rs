@@ -227,13 +227,14 @@ impl<'a> Obj<'a> {
 
     /// The RFC 8785 canonical bytes of the object (as `canonical_json` of its `Value`).
     #[cfg(test)]
-    pub(crate) fn canonical(&self) -> Result<Vec<u8>, CanonicalError> {
+    pub(crate) fn canonical(&mut self) -> Result<Vec<u8>, CanonicalError> {
         self.canonical_in(Vec::with_capacity(1024))
     }
 
     /// The RFC 8785 canonical bytes of the object (as `canonical_json` of its `Value`),
-    /// written into `out` (empty, sized by the caller).
-    pub(crate) fn canonical_in(&self, mut out: Vec<u8>) -> Result<Vec<u8>, CanonicalError> {
+    /// written into `out` (empty, sized by the caller). Sorts the members of every object in
+    /// it into canonical order.
+    pub(crate) fn canonical_in(&mut self, mut out: Vec<u8>) -> Result<Vec<u8>, CanonicalError> {
         write_object(self, &mut out)?;
         Ok(out)
     }
@@ -292,7 +293,7 @@ fn redact_object(redactor: &Redactor, obj: &mut Obj<'_>, depth: usize, secret: b
     }
 }
 
-fn write_node(node: &Node<'_>, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+fn write_node(node: &mut Node<'_>, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     match node {
         Node::Null => out.extend_from_slice(b"null"),
         Node::Bool(true) => out.extend_from_slice(b"true"),
@@ -301,7 +302,7 @@ fn write_node(node: &Node<'_>, out: &mut Vec<u8>) -> Result<(), CanonicalError> 
         Node::Str(s) => custody_model::write_string(s, out)?,
         Node::Array(items) => {
             out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.iter_mut().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -314,12 +315,12 @@ fn write_node(node: &Node<'_>, out: &mut Vec<u8>) -> Result<(), CanonicalError> 
     Ok(())
 }
 
-fn write_object(obj: &Obj<'_>, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
-    let mut members: Vec<(&str, &Node<'_>)> =
-        obj.members.iter().map(|(k, v)| (k.as_ref(), v)).collect();
-    custody_model::sort_members(&mut members);
+/// Writes `obj` with its members sorted in place (in canonical order from then on): sorting
+/// a vector of references to them instead cost an allocation for every object.
+fn write_object(obj: &mut Obj<'_>, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    custody_model::sort_members(&mut obj.members);
     out.push(b'{');
-    for (i, (key, value)) in members.into_iter().enumerate() {
+    for (i, (key, value)) in obj.members.iter_mut().enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -451,7 +452,7 @@ mod tests {
             let text = if nested { format!("{{\"x\":{object},\"x\":[{object}]}}") } else { object };
             let tape = Tape::parse(text.as_bytes()).unwrap();
             let want: Value = serde_json::from_str(&text).unwrap();
-            let Node::Object(obj) = Node::of(tape.root()) else {
+            let Node::Object(mut obj) = Node::of(tape.root()) else {
                 return Err(TestCaseError::fail("not an object"));
             };
             prop_assert_eq!(obj.canonical().unwrap(), custody_model::canonical_json(&want).unwrap());
