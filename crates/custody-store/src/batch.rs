@@ -164,13 +164,64 @@ pub fn link_rows(accepted: &[(i64, &LeanEvent)]) -> Vec<LinkRow> {
 pub type LinkRow = (i64, i64, Vec<u8>);
 
 fn rows_of_pairs(mut links: Vec<(i64, i64)>) -> Vec<LinkRow> {
-    links.sort_unstable();
+    if links.len() >= RADIX_MIN && links.windows(2).all(|w| matches!(w, [a, b] if a.1 <= b.1)) {
+        links = radix_sorted_by_key(links);
+    } else {
+        links.sort_unstable();
+    }
     links.dedup();
     let mut rows = Vec::new();
     group(&links, |key, first, more| {
         rows.push((key, first, more.to_vec()))
     });
     rows
+}
+
+/// The fewest pairs sorted by [`radix_sorted_by_key`]; fewer go to `sort_unstable`.
+const RADIX_MIN: usize = 1024;
+
+/// `pairs`, already in order of their second member (an event's index), sorted by their first
+/// (a link key): so sorted by both, as `sort_unstable` sorts them. A least-significant-digit
+/// radix sort, a byte at a time, is stable, and link keys are hashes, spread evenly over
+/// every byte. A comparison sort of a 20,000-event batch's 140,000 pairs was 6.6% of an
+/// ingest's instructions (callgrind), this one about a fifth of that.
+fn radix_sorted_by_key(pairs: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    // The key's bits with the sign flipped: unsigned order is then the keys' signed order.
+    let bits = |key: i64| u64::from_ne_bytes(key.to_ne_bytes()) ^ (1 << 63);
+    let mut counts = [[0usize; 256]; 8];
+    for &(key, _) in &pairs {
+        let bits = bits(key);
+        for (digit, count) in counts.iter_mut().enumerate() {
+            if let Some(c) = count.get_mut(usize::from((bits >> (8 * digit)) as u8)) {
+                *c += 1;
+            }
+        }
+    }
+    let n = pairs.len();
+    let mut from = pairs;
+    let mut to = vec![(0i64, 0i64); n];
+    for (digit, count) in counts.iter().enumerate() {
+        if count.contains(&n) {
+            continue; // every key has the same byte here
+        }
+        let mut next = [0usize; 256];
+        let mut at = 0;
+        for (slot, c) in next.iter_mut().zip(count) {
+            *slot = at;
+            at += c;
+        }
+        for &pair in &from {
+            let byte = usize::from((bits(pair.0) >> (8 * digit)) as u8);
+            if let Some(slot) = next.get_mut(byte) {
+                if let Some(place) = to.get_mut(*slot) {
+                    *place = pair;
+                }
+                *slot += 1;
+            }
+        }
+        std::mem::swap(&mut from, &mut to);
+    }
+    from
 }
 
 /// The stored log head (`size` and the Merkle frontier's bytes) as a compact range, checked
@@ -226,6 +277,34 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::links::{link_key, Tag};
+
+    use proptest::prelude::Strategy as _;
+
+    proptest::proptest! {
+        /// Pairs in index order come out of the radix sort as `sort_unstable` sorts them:
+        /// keys of either sign, sharing bytes or whole, an index with several keys.
+        #[test]
+        fn the_radix_sort_sorts_as_sort_unstable(
+            keys in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<i64>(),
+                    -3i64..3,
+                    (0i64..4).prop_map(|k| k << 40 | 0x00ff_00ff),
+                ],
+                0..3000,
+            ),
+            per_index in 1usize..4,
+        ) {
+            let pairs: Vec<(i64, i64)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| (k, (i / per_index) as i64))
+                .collect();
+            let mut want = pairs.clone();
+            want.sort_unstable();
+            proptest::prop_assert_eq!(radix_sorted_by_key(pairs), want);
+        }
+    }
 
     #[test]
     fn excerpts_cut_on_character_boundaries() {
