@@ -166,8 +166,11 @@ BEGIN SELECT RAISE(ABORT, 'custody: the log only grows'); END;
 /// interleaved runs (32 KiB, tried on 2026-12-02 too: 6.4–6.6 ms), over the server's 5 ms
 /// goal. 8 KiB (2026-12-05, EPYC host): 200k native events 1.05 → 1.01 s median, but a p99 of
 /// 4.2–4.6 ms against 3.4–4.2 ms with 4 KiB in three interleaved `bench-serve.sh 10 16` runs,
-/// and fewer decisions a second. A store's page size is fixed when it is created, and the
-/// same store serves both.
+/// and fewer decisions a second. Again on 2026-12-05 (eighth session, EPYC): 8 KiB made
+/// 200k native events 6% faster (0.715 against 0.76 s), and gave 10,600–10,820 decisions/s at
+/// a p99 of 4.0–4.5 ms against 11,520–11,660/s at 3.4–3.5 ms (docs/performance.md). A
+/// store's page size is fixed when it is created, and the same store serves both: the gate,
+/// in the path of every action it guards, keeps its margin.
 const PAGE_SIZE: u32 = 4_096;
 
 /// WAL size at which a commit checkpoints (when checkpoints are not left to a second
