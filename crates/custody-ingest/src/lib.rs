@@ -67,7 +67,7 @@ impl Preparer {
         text: &str,
         origin: LineOrigin,
     ) -> Result<NewEvent, Rejected> {
-        if let Some(tape) = adapters::tape::Tape::parse(text.as_bytes()) {
+        if let Some(tape) = adapters::tape::Tape::parse_text(text) {
             if let adapters::draft::Node::Object(draft) = adapters::draft::Node::of(tape.root()) {
                 // The canonical bytes are about as long as the line: a buffer of that size
                 // rather than 1 KiB halves the memory each event holds until it is written

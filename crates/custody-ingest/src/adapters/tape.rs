@@ -106,6 +106,13 @@ impl<'a> Tape<'a> {
         })
     }
 
+    /// [`Tape::parse`] of a line already read as text (not checked as UTF-8 again).
+    pub(crate) fn parse_text(text: &'a str) -> Option<Tape<'a>> {
+        Parser::read_text(text, true).map(|parser| Tape {
+            nodes: parser.nodes,
+        })
+    }
+
     /// Whether [`Tape::parse`] accepts `bytes`, without keeping the tape.
     pub(crate) fn check(bytes: &[u8]) -> bool {
         Parser::read(bytes, false).is_some()
@@ -133,18 +140,17 @@ impl<'a> Parser<'a> {
     /// `bytes` read whole as one value (the nodes kept when `keep`); `None` as
     /// [`Tape::parse`] says.
     fn read(bytes: &'a [u8], keep: bool) -> Option<Parser<'a>> {
+        Parser::read_text(std::str::from_utf8(bytes).ok()?, keep)
+    }
+
+    /// [`Parser::read`] of text already known to be UTF-8.
+    fn read_text(text: &'a str, keep: bool) -> Option<Parser<'a>> {
+        let bytes = text.as_bytes();
         if memchr::memchr(b'\\', bytes).is_some() {
             return None;
         }
-        let mut parser = Parser::new(bytes, keep)?;
-        parser.value(0)?;
-        parser.ws();
-        (parser.i == bytes.len()).then_some(parser)
-    }
-
-    fn new(bytes: &'a [u8], keep: bool) -> Option<Parser<'a>> {
-        Some(Parser {
-            text: std::str::from_utf8(bytes).ok()?,
+        let mut parser = Parser {
+            text,
             bytes,
             i: 0,
             keep,
@@ -153,7 +159,10 @@ impl<'a> Parser<'a> {
             } else {
                 Vec::new()
             },
-        })
+        };
+        parser.value(0)?;
+        parser.ws();
+        (parser.i == bytes.len()).then_some(parser)
     }
 
     fn ws(&mut self) {
