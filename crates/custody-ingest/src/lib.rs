@@ -67,14 +67,17 @@ impl Preparer {
         text: &str,
         origin: LineOrigin,
     ) -> Result<NewEvent, Rejected> {
+        let mut origin = origin;
         if let Some(tape) = adapters::tape::Tape::parse_text(text) {
             if let adapters::draft::Node::Object(draft) = adapters::draft::Node::of(tape.root()) {
                 // The canonical bytes are about as long as the line: a buffer of that size
                 // rather than 1 KiB halves the memory each event holds until it is written
                 // (and the fresh pages the preparing threads fault in for it).
                 let size = text.len() + text.len() / 8 + 64;
-                if let Ok(event) = self.prepare_draft_in(origin.clone(), draft, size) {
-                    return Ok(event);
+                match self.prepare_draft_in(origin, draft, size) {
+                    Ok(event) => return Ok(event),
+                    // Its origin back (not a copy of it made for every line in case).
+                    Err(rejected) => origin = rejected.origin,
                 }
             }
         }
