@@ -21,9 +21,10 @@
 //! first batches grow from 1,024 events and its last ones halve, and counted as runs of the
 //! batch size they made eight unequal runs, and a merge, due in every ingest of about 90,000
 //! events (a 100k ingest 0.45 → 0.42 s, the same at 200k and 1M; alternating rounds,
-//! 2026-12-05). A level holds runs of similar sizes, as in size-tiered compaction. A merge reads and writes blocks, not B-tree rows, one part of
-//! the key space at a time (memory stays bounded), in the transaction of the batch that
-//! made it due.
+//! 2026-12-05). A level holds runs of similar sizes, as in size-tiered compaction.
+//!
+//! A merge reads and writes blocks, not B-tree rows, one part of the key space at a time
+//! (memory stays bounded), in the transaction of the batch that made it due.
 //!
 //! `link_runs` and `link_blocks` are derived data, like `links`: merges delete and
 //! rewrite them. The log (`events`) is what the Merkle tree protects.
