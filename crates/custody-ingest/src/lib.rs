@@ -74,7 +74,7 @@ impl Preparer {
                 // rather than 1 KiB halves the memory each event holds until it is written
                 // (and the fresh pages the preparing threads fault in for it).
                 let size = text.len() + text.len() / 8 + 64;
-                match self.prepare_draft_in(origin, draft, size) {
+                match self.prepare_draft_in(origin, draft, size, adapters::draft::Source::Tape) {
                     Ok(event) => return Ok(event),
                     // Its origin back (not a copy of it made for every line in case).
                     Err(rejected) => origin = rejected.origin,
@@ -150,16 +150,17 @@ impl Preparer {
         origin: LineOrigin,
         draft: adapters::draft::Obj<'_>,
     ) -> Result<NewEvent, Rejected> {
-        self.prepare_draft_in(origin, draft, 1024)
+        self.prepare_draft_in(origin, draft, 1024, adapters::draft::Source::Any)
     }
 
     /// [`Preparer::prepare_draft`], the canonical bytes written into a buffer of `size` bytes
-    /// (grown if they need more).
+    /// (grown if they need more), of a draft whose borrowed strings come from `source`.
     fn prepare_draft_in(
         &self,
         origin: LineOrigin,
         mut draft: adapters::draft::Obj<'_>,
         size: usize,
+        source: adapters::draft::Source,
     ) -> Result<NewEvent, Rejected> {
         draft.redact(&self.redactor);
         let attributes = draft.take("attributes");
@@ -167,7 +168,7 @@ impl Preparer {
         draft.restore("attributes", attributes);
         let prepared = typed.map_err(|e| e.to_string()).and_then(|event| {
             let canonical = draft
-                .canonical_in(Vec::with_capacity(size))
+                .canonical_in(Vec::with_capacity(size), source)
                 .map_err(|e| e.to_string())?;
             Ok((event, canonical))
         });

@@ -228,16 +228,46 @@ impl<'a> Obj<'a> {
     /// The RFC 8785 canonical bytes of the object (as `canonical_json` of its `Value`).
     #[cfg(test)]
     pub(crate) fn canonical(&mut self) -> Result<Vec<u8>, CanonicalError> {
-        self.canonical_in(Vec::with_capacity(1024))
+        self.canonical_in(Vec::with_capacity(1024), Source::Any)
     }
 
     /// The RFC 8785 canonical bytes of the object (as `canonical_json` of its `Value`),
     /// written into `out` (empty, sized by the caller). Sorts the members of every object in
     /// it into canonical order.
-    pub(crate) fn canonical_in(&mut self, mut out: Vec<u8>) -> Result<Vec<u8>, CanonicalError> {
-        write_object(self, &mut out)?;
+    pub(crate) fn canonical_in(
+        &mut self,
+        mut out: Vec<u8>,
+        source: Source,
+    ) -> Result<Vec<u8>, CanonicalError> {
+        write_object(self, &mut out, source)?;
         Ok(out)
     }
+}
+
+/// Where a draft's borrowed strings come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// A tape ([`super::tape::Tape`]) of a line, and string literals: no borrowed string
+    /// holds a character that JSON escapes (the tape refuses a line with a backslash and a
+    /// string with a control character, and a quote ends a string), so they are written
+    /// without looking for one. Strings the draft owns (redaction's) are checked as always.
+    Tape,
+    /// Anything else (a `serde_json::Value`'s strings may need escapes).
+    Any,
+}
+
+/// `s` as a JSON string: quoted, and escaped where it must be unless `source` says it cannot
+/// need it.
+#[allow(clippy::ptr_arg)] // whether the string is borrowed is what it asks
+fn write_str(s: &Cow<'_, str>, out: &mut Vec<u8>, source: Source) -> Result<(), CanonicalError> {
+    if source == Source::Tape && matches!(s, Cow::Borrowed(_)) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return Ok(());
+    }
+    custody_model::write_string(s, out)
 }
 
 /// A principal object (`util::principal` is its `Value`).
@@ -293,40 +323,48 @@ fn redact_object(redactor: &Redactor, obj: &mut Obj<'_>, depth: usize, secret: b
     }
 }
 
-fn write_node(node: &mut Node<'_>, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+fn write_node(
+    node: &mut Node<'_>,
+    out: &mut Vec<u8>,
+    source: Source,
+) -> Result<(), CanonicalError> {
     match node {
         Node::Null => out.extend_from_slice(b"null"),
         Node::Bool(true) => out.extend_from_slice(b"true"),
         Node::Bool(false) => out.extend_from_slice(b"false"),
         Node::Number(n) => custody_model::write_number(n, out)?,
-        Node::Str(s) => custody_model::write_string(s, out)?,
+        Node::Str(s) => write_str(s, out, source)?,
         Node::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter_mut().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_node(item, out)?;
+                write_node(item, out, source)?;
             }
             out.push(b']');
         }
-        Node::Object(obj) => write_object(obj, out)?,
+        Node::Object(obj) => write_object(obj, out, source)?,
     }
     Ok(())
 }
 
 /// Writes `obj` with its members sorted in place (in canonical order from then on): sorting
 /// a vector of references to them instead cost an allocation for every object.
-fn write_object(obj: &mut Obj<'_>, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+fn write_object(
+    obj: &mut Obj<'_>,
+    out: &mut Vec<u8>,
+    source: Source,
+) -> Result<(), CanonicalError> {
     custody_model::sort_members(&mut obj.members);
     out.push(b'{');
     for (i, (key, value)) in obj.members.iter_mut().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        custody_model::write_string(key, out)?;
+        write_str(key, out, source)?;
         out.push(b':');
-        write_node(value, out)?;
+        write_node(value, out, source)?;
     }
     out.push(b'}');
     Ok(())
@@ -455,7 +493,9 @@ mod tests {
             let Node::Object(mut obj) = Node::of(tape.root()) else {
                 return Err(TestCaseError::fail("not an object"));
             };
-            prop_assert_eq!(obj.canonical().unwrap(), custody_model::canonical_json(&want).unwrap());
+            let want = custody_model::canonical_json(&want).unwrap();
+            prop_assert_eq!(obj.canonical_in(Vec::new(), Source::Tape).unwrap(), want.clone());
+            prop_assert_eq!(obj.canonical().unwrap(), want);
         }
     }
 }
