@@ -697,15 +697,13 @@ impl Ingester {
             });
             scope.spawn(move || {
                 yield_to_the_writer(writer_niceness, HELPER_NICENESS);
-                for mut spent in spent_rx.iter() {
-                    spent.clear();
-                    // Back to the collector for a next batch (dropped when it is done).
-                    let _ = spare_tx.try_send(spent);
-                    // Batches written while the last checkpoint ran: freed before the next,
-                    // which copies them all at once.
-                    while let Ok(mut more) = spent_rx.try_recv() {
-                        more.clear();
-                        let _ = spare_tx.try_send(more);
+                for first in spent_rx.iter() {
+                    // With the batches written while the last checkpoint ran: all freed
+                    // before the next checkpoint, which copies them all at once.
+                    for mut spent in std::iter::once(first).chain(spent_rx.try_iter()) {
+                        spent.clear();
+                        // Back to the collector for a next batch (dropped when it is done).
+                        let _ = spare_tx.try_send(spent);
                     }
                     if let Some(m) = &maintenance {
                         // Best effort: a checkpoint that fails now is done by a later one,

@@ -65,9 +65,8 @@ impl Preparer {
     pub fn prepare_line_to_store(
         &self,
         text: &str,
-        origin: LineOrigin,
+        mut origin: LineOrigin,
     ) -> Result<NewEvent, Rejected> {
-        let mut origin = origin;
         if let Some(tape) = adapters::tape::Tape::parse_text(text) {
             if let adapters::draft::Node::Object(draft) = adapters::draft::Node::of(tape.root()) {
                 // The canonical bytes are about as long as the line: a buffer of that size

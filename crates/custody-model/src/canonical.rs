@@ -107,13 +107,19 @@ fn utf16_cmp(a: &str, b: &str) -> Ordering {
 pub fn write_string(s: &str, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     // Most strings need no escape at all: copy them as they are.
     if !needs_escape(s.as_bytes()) {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        write_unescaped(s, out);
         return Ok(());
     }
     serde_json::to_writer(&mut *out, s).map_err(|e| CanonicalError(e.to_string()))
+}
+
+/// `s` between quotes, as it is: [`write_string`] of a string the caller knows holds no `"`,
+/// `\` or control character (one read from JSON that had no escapes, say).
+pub fn write_unescaped(s: &str, out: &mut Vec<u8>) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
 }
 
 /// Whether `bytes` hold a `"`, a `\\` or a control character (below U+0020), eight bytes at

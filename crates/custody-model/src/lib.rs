@@ -11,7 +11,9 @@ mod principal;
 mod redact;
 mod scope;
 
-pub use canonical::{canonical_json, sort_members, write_number, write_string, CanonicalError};
+pub use canonical::{
+    canonical_json, sort_members, write_number, write_string, write_unescaped, CanonicalError,
+};
 pub use event::{
     is_read_operation, Action, ActionContext, Approval, ApprovalDecision, Change, Credential,
     Decision, Delegation, Effect, Event, EventBody, EventError, EventKey, EventRef, EventType,

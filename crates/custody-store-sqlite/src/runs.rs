@@ -533,11 +533,11 @@ mod tests {
             vec![(0, 5, small), (2, 1, large + 20_480)],
             "eight runs of level 1 make one of level 2"
         );
-        let merged_keys: i64 = conn
+        let blocks: i64 = conn
             .query_row("SELECT count(*) FROM link_blocks", [], |r| r.get(0))
             .unwrap();
         assert_eq!(
-            merged_keys, 6,
+            blocks, 6,
             "five small runs and the merged one, a block each"
         );
     }

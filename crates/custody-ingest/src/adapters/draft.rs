@@ -261,10 +261,7 @@ pub(crate) enum Source {
 #[allow(clippy::ptr_arg)] // whether the string is borrowed is what it asks
 fn write_str(s: &Cow<'_, str>, out: &mut Vec<u8>, source: Source) -> Result<(), CanonicalError> {
     if source == Source::Tape && matches!(s, Cow::Borrowed(_)) {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        custody_model::write_unescaped(s, out);
         return Ok(());
     }
     custody_model::write_string(s, out)

@@ -101,9 +101,7 @@ impl<'a> Tape<'a> {
     /// JSON, or hold what only `serde_json` can judge (a number with a long exponent, nesting
     /// deeper than its limit): the caller then asks `serde_json`.
     pub(crate) fn parse(bytes: &'a [u8]) -> Option<Tape<'a>> {
-        Parser::read(bytes, true).map(|parser| Tape {
-            nodes: parser.nodes,
-        })
+        Tape::parse_text(std::str::from_utf8(bytes).ok()?)
     }
 
     /// [`Tape::parse`] of a line already read as text (not checked as UTF-8 again).
