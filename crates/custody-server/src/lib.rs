@@ -152,8 +152,17 @@ pub struct State {
     verifier_key: String,
 }
 
-/// How often the maintenance thread runs [`Store::maintain`].
-const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// How often the maintenance thread runs [`Store::maintain`] (for SQLite, a passive WAL
+/// checkpoint on its own handle).
+///
+/// Often, because the writer restarts the WAL each time it has grown past a bound (128 MiB
+/// for SQLite), and that restart first copies, on the writer and in the path of the requests
+/// waiting for it, whatever the maintenance thread has not copied yet. Every 200 ms that was
+/// up to 200 ms of decisions, about 13 MB under load, and `scripts/bench-serve.sh 10 16` had
+/// a p99 of 2.9–4.2 ms with 4 KiB pages and 3.8–4.9 ms with 8 KiB; every 20 ms, 2.4–2.5 and
+/// 2.4–2.6 ms, with more decisions a second (alternating runs, EPYC host, 2026-12-05). An
+/// idle server's checkpoint finds nothing to copy and returns at once.
+const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A thread that runs the store's housekeeping ([`Store::maintain`]) on a handle of its own.
 struct Maintenance {
