@@ -156,22 +156,24 @@ WHEN NEW.size < OLD.size OR NEW.id IS NOT OLD.id
 BEGIN SELECT RAISE(ABORT, 'custody: the log only grows'); END;
 "#;
 
-/// The page size of a new store, in bytes: SQLite's default, 4 KiB, set explicitly because
-/// it was chosen. An event is about a kilobyte, so larger pages make a bulk ingest cheaper
-/// (fewer WAL frames, checksums, `pwrite`s and page splits per event): with 16 KiB pages,
-/// 200k native events took 12% less CPU and 100k CloudTrail records 3.5% less wall time
-/// (alternating rounds, 2026-12-02). But every commit writes its dirty pages whole to the
-/// WAL, and `custody serve` commits one decision per request: `scripts/bench-serve.sh 10 16`
-/// gave a p99 of 5.0–11.9 ms with 16 KiB pages against 4.4–5.3 ms with 4 KiB in
-/// interleaved runs (32 KiB, tried on 2026-12-02 too: 6.4–6.6 ms), over the server's 5 ms
-/// goal. 8 KiB (2026-12-05, EPYC host): 200k native events 1.05 → 1.01 s median, but a p99 of
-/// 4.2–4.6 ms against 3.4–4.2 ms with 4 KiB in three interleaved `bench-serve.sh 10 16` runs,
-/// and fewer decisions a second. Again on 2026-12-05 (eighth session, EPYC): 8 KiB made
-/// 200k native events 6% faster (0.715 against 0.76 s), and gave 10,600–10,820 decisions/s at
-/// a p99 of 4.0–4.5 ms against 11,520–11,660/s at 3.4–3.5 ms (docs/performance.md). A
-/// store's page size is fixed when it is created, and the same store serves both: the gate,
-/// in the path of every action it guards, keeps its margin.
-const PAGE_SIZE: u32 = 4_096;
+/// The page size of a new store, in bytes: 8 KiB, twice SQLite's default. A stored event is
+/// about 450 bytes, and a bulk ingest pays per page: a WAL frame (two `pwrite`s and a
+/// checksum), a page-cache entry, a split. Every commit also writes its dirty pages whole to
+/// the WAL, and `custody serve` commits a few decisions at a time, so larger pages cost the
+/// gate; 16 KiB (2026-12-02) took its p99 to 5.0–11.9 ms and 32 KiB to 6.4–6.6 ms, over the
+/// server's 5 ms goal.
+///
+/// 8 KiB was turned back twice on 2026-12-05 for the same reason (p99 4.0–4.6 ms against
+/// 3.4–4.2 ms). In a ninth session that day the cause showed: the server's writer restarts the WAL each
+/// time it passes [`WAL_RESTART_BYTES`], copying the frames the maintenance thread has not
+/// copied yet, and larger pages fill the WAL twice as fast. With the maintenance thread's
+/// checkpoints every 20 ms instead of 200 ms (custody-server's `MAINTAIN_EVERY`), that copy
+/// is small, and `scripts/bench-serve.sh 10 16` gave a p99 of 2.4–2.6 ms with 8 KiB pages
+/// (2.4–2.5 ms with 4 KiB). The ingest bench then ran at 389,000–402,000 events/s against
+/// 357,000–367,000 with 4 KiB pages (alternating runs, EPYC host; docs/performance.md).
+///
+/// A store's page size is fixed when it is created: stores made with 4 KiB pages keep them.
+const PAGE_SIZE: u32 = 8_192;
 
 /// WAL size at which a commit checkpoints (when checkpoints are not left to a second
 /// connection), in bytes.

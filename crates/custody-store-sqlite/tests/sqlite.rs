@@ -100,7 +100,42 @@ fn the_schema_refuses_updates_and_deletes_from_another_connection() {
 }
 
 #[test]
-fn a_new_store_has_4_kib_pages() {
+fn a_store_made_with_4_kib_pages_keeps_them() {
+    // As an earlier build made every store: 4 KiB pages, then events in it.
+    let (_dir, path, mut store) = temp_store();
+    store.append_batch(&sample_events()[..2], &[]).unwrap();
+    drop(store);
+    let raw = Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "PRAGMA journal_mode = DELETE; PRAGMA page_size = 4096; VACUUM; PRAGMA journal_mode = WAL;",
+    )
+    .unwrap();
+    let page_size = |raw: &Connection| -> i64 {
+        raw.pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(page_size(&raw), 4_096);
+    drop(raw);
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.append_batch(&sample_events()[2..], &[]).unwrap();
+    assert_eq!(store.size().unwrap(), sample_events().len() as u64);
+    drop(store);
+    let raw = Connection::open(&path).unwrap();
+    assert_eq!(
+        page_size(&raw),
+        4_096,
+        "opening a store never changes its page size"
+    );
+    let store = SqliteStore::open(&path).unwrap();
+    let events = sample_events();
+    assert_eq!(store.size().unwrap(), events.len() as u64);
+    assert_eq!(store.root().unwrap(), root(&leaves(&events)));
+    let last = store.event_at(events.len() as u64 - 1).unwrap().unwrap();
+    assert_eq!(last.canonical, events.last().unwrap().canonical());
+}
+
+#[test]
+fn a_new_store_has_8_kib_pages() {
     let (_dir, path, mut store) = temp_store();
     store.append_batch(&sample_events(), &[]).unwrap();
     drop(store);
@@ -108,7 +143,7 @@ fn a_new_store_has_4_kib_pages() {
     let size: i64 = raw
         .pragma_query_value(None, "page_size", |r| r.get(0))
         .unwrap();
-    assert_eq!(size, 4_096);
+    assert_eq!(size, 8_192);
     // And the store reopens and reads back what was written.
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.size().unwrap(), sample_events().len() as u64);
