@@ -164,13 +164,14 @@ BEGIN SELECT RAISE(ABORT, 'custody: the log only grows'); END;
 /// server's 5 ms goal.
 ///
 /// 8 KiB was turned back twice on 2026-12-05 for the same reason (p99 4.0–4.6 ms against
-/// 3.4–4.2 ms). In a ninth session that day the cause showed: the server's writer restarts the WAL each
-/// time it passes [`WAL_RESTART_BYTES`], copying the frames the maintenance thread has not
-/// copied yet, and larger pages fill the WAL twice as fast. With the maintenance thread's
-/// checkpoints every 20 ms instead of 200 ms (custody-server's `MAINTAIN_EVERY`), that copy
-/// is small, and `scripts/bench-serve.sh 10 16` gave a p99 of 2.4–2.6 ms with 8 KiB pages
-/// (2.4–2.5 ms with 4 KiB). The ingest bench then ran at 389,000–402,000 events/s against
-/// 357,000–367,000 with 4 KiB pages (alternating runs, EPYC host; docs/performance.md).
+/// 3.4–4.2 ms). In a ninth session that day the cause showed: the server's writer restarts
+/// the WAL each time it passes [`WAL_RESTART_BYTES`], copying the frames the maintenance
+/// thread has not copied yet, and larger pages fill the WAL twice as fast. With the
+/// maintenance thread's checkpoints every 20 ms instead of 200 ms (custody-server's
+/// `MAINTAIN_EVERY`), that copy is small, and `scripts/bench-serve.sh 10 16` gave a p99 of
+/// 2.4–2.6 ms with 8 KiB pages (2.4–2.5 ms with 4 KiB). The ingest bench then ran at
+/// 389,000–402,000 events/s against 357,000–367,000 with 4 KiB pages (alternating runs, EPYC
+/// host; docs/performance.md).
 ///
 /// A store's page size is fixed when it is created: stores made with 4 KiB pages keep them.
 const PAGE_SIZE: u32 = 8_192;
