@@ -231,8 +231,8 @@ fn wait_for_readers(tries: i32) -> bool {
 ///   (it is in the WAL, in the OS's hands) and the file can never be corrupted; a power loss
 ///   or OS crash may lose the transactions committed since the last WAL checkpoint. `FULL`
 ///   would add an fsync to every batch.
-/// - `wal_autocheckpoint` at [`WAL_CHECKPOINT_BYTES`] (32 MiB: 8192 pages of 4 KiB, 2048 of
-///   16 KiB; SQLite's default is 1000 pages): fewer checkpoints during ingest, and an index
+/// - `wal_autocheckpoint` at [`WAL_CHECKPOINT_BYTES`] (32 MiB: 4096 pages of 8 KiB, 8192 of
+///   4 KiB; SQLite's default is 1000 pages): fewer checkpoints during ingest, and an index
 ///   page that several batches rewrite is copied back to the database once (about 15% less
 ///   CPU per event). Set in pages, so it follows the store's page size: at 128 MiB a
 ///   checkpoint after a batch took milliseconds instead of a fraction of one.

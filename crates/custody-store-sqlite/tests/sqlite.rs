@@ -99,6 +99,12 @@ fn the_schema_refuses_updates_and_deletes_from_another_connection() {
     assert_eq!(store.checkpoints().unwrap(), vec![cp]);
 }
 
+/// The page size SQLite reads from the file behind `raw`.
+fn page_size(raw: &Connection) -> i64 {
+    raw.pragma_query_value(None, "page_size", |r| r.get(0))
+        .unwrap()
+}
+
 #[test]
 fn a_store_made_with_4_kib_pages_keeps_them() {
     // As an earlier build made every store: 4 KiB pages, then events in it.
@@ -110,10 +116,6 @@ fn a_store_made_with_4_kib_pages_keeps_them() {
         "PRAGMA journal_mode = DELETE; PRAGMA page_size = 4096; VACUUM; PRAGMA journal_mode = WAL;",
     )
     .unwrap();
-    let page_size = |raw: &Connection| -> i64 {
-        raw.pragma_query_value(None, "page_size", |r| r.get(0))
-            .unwrap()
-    };
     assert_eq!(page_size(&raw), 4_096);
     drop(raw);
     let mut store = SqliteStore::open(&path).unwrap();
@@ -140,10 +142,7 @@ fn a_new_store_has_8_kib_pages() {
     store.append_batch(&sample_events(), &[]).unwrap();
     drop(store);
     let raw = Connection::open(&path).unwrap();
-    let size: i64 = raw
-        .pragma_query_value(None, "page_size", |r| r.get(0))
-        .unwrap();
-    assert_eq!(size, 8_192);
+    assert_eq!(page_size(&raw), 8_192);
     // And the store reopens and reads back what was written.
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(store.size().unwrap(), sample_events().len() as u64);
